@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian packages the harness needs: nats-server, the Distribution registry,
+# htpasswd (bcrypt users for it), skopeo (reads images back), openssl and
+# setpriv (test PKI, processes that die with the harness). Go comes with this
+# kind of machine; build-binaries.sh uses it with the Go module proxy.
+set -euo pipefail
+pkgs=(nats-server docker-registry apache2-utils skopeo openssl util-linux ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "Debian packages present: ${pkgs[*]}"

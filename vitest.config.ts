@@ -1,0 +1,30 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: [
+            "operator/**/*.test.ts",
+            "sidecar/**/*.test.ts",
+            "migration/**/*.test.ts",
+            "test/unit/**/*.test.ts",
+          ],
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          // One real control plane, NATS and registry for every integration file.
+          globalSetup: ["test/cluster/global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
