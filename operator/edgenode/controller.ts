@@ -1,0 +1,317 @@
+import type { CoreV1Api, CustomObjectsApi, KubeConfig, V1Node } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { Gauge, type Registry } from "prom-client";
+import { matchesLabelSelector } from "../api/labels.ts";
+import {
+  API_VERSION,
+  EDGENODE_KIND,
+  EDGENODE_PLURAL,
+  EDGENODE_SPEC_DEFAULTS,
+  type EdgeNode,
+  type EdgeNodeList,
+  type EdgeNodeStatus,
+  GROUP,
+  VERSION,
+} from "../api/v1alpha1.ts";
+import { getCondition, setCondition, statusChanged } from "../kube/conditions.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import { type InformerMetrics, SupervisedInformer } from "../kube/informer.ts";
+import { isConflict, isNotFound, mergePatch } from "../kube/patch.ts";
+import { type QueueMetrics, RequeueError, WorkQueue } from "../kube/workqueue.ts";
+import { type InjectionMetrics, PodWatcher } from "./podwatcher.ts";
+import { checkpointCondition, type NodeSupport, runtimeSupport } from "./preflight.ts";
+
+export interface EdgeNodeControllerDeps {
+  kubeConfig: KubeConfig;
+  core: CoreV1Api;
+  custom: CustomObjectsApi;
+  recorder: EventRecorder;
+  log: Logger;
+  registry: Registry;
+  signingKey: Buffer;
+  operatorNamespace: string;
+  monitorImage: string;
+  monitorNatsUrl: string;
+  workers: number;
+  informerMetrics?: InformerMetrics;
+  queueMetrics?: QueueMetrics;
+  injectionMetrics?: InjectionMetrics;
+  /** Figures other parts of the operator own (stale monitors, active migrations). */
+  extraStatus?: (edgeNode: string) => Pick<EdgeNodeStatus, "staleMonitors" | "activeMigrations">;
+}
+
+const byAge = (a: EdgeNode, b: EdgeNode) => {
+  const ta = a.metadata.creationTimestamp ? new Date(a.metadata.creationTimestamp).getTime() : 0;
+  const tb = b.metadata.creationTimestamp ? new Date(b.metadata.creationTimestamp).getTime() : 0;
+  return ta - tb || (a.metadata.name ?? "").localeCompare(b.metadata.name ?? "");
+};
+
+/**
+ * Resolves each EdgeNode's nodeSelector to edge Nodes, runs one PodWatcher per
+ * matched node, checks each node's runtime for checkpoint support and reports
+ * all of it in the EdgeNode's status. A node matched by several EdgeNodes
+ * belongs to the oldest of them.
+ */
+export class EdgeNodeController {
+  private readonly deps: EdgeNodeControllerDeps;
+  private readonly log: Logger;
+  readonly edgeNodes: SupervisedInformer<EdgeNode>;
+  readonly nodes: SupervisedInformer<V1Node>;
+  private readonly queue: WorkQueue;
+  private readonly watchers = new Map<string, PodWatcher>();
+  private readonly watcherGauge: Gauge;
+  private running = false;
+
+  constructor(deps: EdgeNodeControllerDeps) {
+    this.deps = deps;
+    this.log = deps.log.child({ controller: "edgenode" });
+    this.queue = new WorkQueue({ name: "edgenodes", metrics: deps.queueMetrics, log: this.log });
+    this.watcherGauge = new Gauge({
+      name: "edgeshift_pod_watchers",
+      help: "Per-node pod watchers running",
+      registers: [deps.registry],
+    });
+    this.edgeNodes = new SupervisedInformer<EdgeNode>({
+      kubeConfig: deps.kubeConfig,
+      resource: "edgenodes",
+      path: `/apis/${GROUP}/${VERSION}/${EDGENODE_PLURAL}`,
+      list: async () =>
+        (await deps.custom.listClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: EDGENODE_PLURAL,
+        })) as EdgeNodeList,
+      onChange: (en) => this.enqueueAll(en.metadata.name),
+      log: this.log.child({ informer: "edgenodes" }),
+      metrics: deps.informerMetrics,
+    });
+    this.nodes = new SupervisedInformer<V1Node>({
+      kubeConfig: deps.kubeConfig,
+      resource: "nodes",
+      path: "/api/v1/nodes",
+      list: () => deps.core.listNode(),
+      onChange: () => this.enqueueAll(),
+      log: this.log.child({ informer: "nodes" }),
+      metrics: deps.informerMetrics,
+    });
+  }
+
+  /** Every EdgeNode, since a node or an EdgeNode change may move node ownership. */
+  private enqueueAll(extra?: string): void {
+    if (extra) this.queue.add(extra);
+    for (const en of this.edgeNodes.list()) if (en.metadata.name) this.queue.add(en.metadata.name);
+  }
+
+  /** Caches are warmed by every replica, so a new leader starts at once. */
+  async startInformers(): Promise<void> {
+    await Promise.all([this.edgeNodes.start(), this.nodes.start()]);
+  }
+
+  get synced(): boolean {
+    return this.edgeNodes.hasSynced && this.nodes.hasSynced;
+  }
+
+  get healthy(): boolean {
+    return (
+      this.edgeNodes.healthy &&
+      this.nodes.healthy &&
+      [...this.watchers.values()].every((w) => w.healthy)
+    );
+  }
+
+  /** Starts the workers (leader only). */
+  startWorkers(): void {
+    this.running = true;
+    this.queue.start((key) => this.reconcile(key), this.deps.workers);
+    this.enqueueAll();
+  }
+
+  watchersFor(edgeNode: string): PodWatcher[] {
+    return [...this.watchers.values()].filter((w) => w.edgeNode === edgeNode);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.queue.shutdown();
+    await Promise.all([...this.watchers.values()].map((w) => w.stop()));
+    this.watchers.clear();
+    this.watcherGauge.set(0);
+    await Promise.all([this.edgeNodes.stop(), this.nodes.stop()]);
+  }
+
+  private async stopWatcher(key: string): Promise<void> {
+    const w = this.watchers.get(key);
+    if (!w) return;
+    this.watchers.delete(key);
+    this.watcherGauge.set(this.watchers.size);
+    await w.stop();
+    this.log.info({ edgeNode: w.edgeNode, node: w.node }, "Stopped pod watcher");
+  }
+
+  private ensureWatcher(en: EdgeNode, node: string): PodWatcher {
+    const name = en.metadata.name ?? "";
+    const key = `${name}/${node}`;
+    const existing = this.watchers.get(key);
+    if (existing) return existing;
+    const w = new PodWatcher(
+      {
+        kubeConfig: this.deps.kubeConfig,
+        core: this.deps.core,
+        recorder: this.deps.recorder,
+        log: this.deps.log.child({ controller: "podwatcher" }),
+        signingKey: this.deps.signingKey,
+        operatorNamespace: this.deps.operatorNamespace,
+        informerMetrics: this.deps.informerMetrics,
+        queueMetrics: this.deps.queueMetrics,
+        injectionMetrics: this.deps.injectionMetrics,
+      },
+      {
+        edgeNode: name,
+        node,
+        selection: () => this.edgeNodes.get(name)?.spec.pods,
+        monitor: () => ({
+          image: this.deps.monitorImage,
+          natsUrl: this.deps.monitorNatsUrl,
+          intervalSeconds:
+            this.edgeNodes.get(name)?.spec.samplingIntervalSeconds ??
+            EDGENODE_SPEC_DEFAULTS.samplingIntervalSeconds,
+        }),
+        nodeObject: () => this.nodes.get(node),
+        onChange: () => this.queue.add(name),
+      },
+    );
+    this.watchers.set(key, w);
+    this.watcherGauge.set(this.watchers.size);
+    w.start()
+      .then(() => this.queue.add(name))
+      .catch((err) => this.log.error({ err, node }, "Pod watcher failed to start"));
+    this.log.info({ edgeNode: name, node }, "Started pod watcher");
+    return w;
+  }
+
+  private async reconcile(name: string): Promise<undefined | { requeueAfterMs: number }> {
+    if (!this.running) return undefined;
+    const log = this.log.child({ key: name });
+    const en = this.edgeNodes.get(name);
+    if (!en || en.metadata.deletionTimestamp) {
+      for (const w of this.watchersFor(name)) await this.stopWatcher(`${name}/${w.node}`);
+      return undefined;
+    }
+
+    // Nodes claimed by an older EdgeNode are not ours.
+    const older = this.edgeNodes
+      .list()
+      .filter((o) => o.metadata.name !== name && byAge(o, en) < 0 && !o.metadata.deletionTimestamp);
+    const claimedByOther = new Map<string, string>();
+    const matched: V1Node[] = [];
+    for (const node of this.nodes.list()) {
+      const labels = node.metadata?.labels ?? {};
+      if (!matchesLabelSelector(en.spec.nodeSelector, labels)) continue;
+      const owner = older.find((o) => matchesLabelSelector(o.spec.nodeSelector, labels));
+      if (owner) claimedByOther.set(node.metadata?.name ?? "", owner.metadata.name ?? "");
+      else matched.push(node);
+    }
+    matched.sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
+    const desired = new Set(matched.map((n) => n.metadata?.name ?? ""));
+    for (const w of this.watchersFor(name))
+      if (!desired.has(w.node)) await this.stopWatcher(`${name}/${w.node}`);
+    const watchers = matched.map((n) => this.ensureWatcher(en, n.metadata?.name ?? ""));
+
+    const support: NodeSupport[] = matched.map((n) => ({
+      name: n.metadata?.name ?? "",
+      ...runtimeSupport(n.status?.nodeInfo?.containerRuntimeVersion),
+    }));
+    const allSynced = watchers.every((w) => w.hasSynced);
+    const now = new Date();
+    const gen = en.metadata.generation;
+    const capable = support.filter((s) => s.checkpoint).length;
+
+    let conditions = en.status?.conditions ?? [];
+    const ready =
+      matched.length === 0
+        ? {
+            status: "False" as const,
+            reason: "NoMatchingNodes",
+            message: claimedByOther.size
+              ? `every matching node belongs to an older EdgeNode: ${[...claimedByOther].map(([n, o]) => `${n} (${o})`).join(", ")}`
+              : "spec.nodeSelector matches no node",
+          }
+        : allSynced
+          ? {
+              status: "True" as const,
+              reason: "Reconciled",
+              message: `watching pods on ${matched.length} node(s)${claimedByOther.size ? `; ${claimedByOther.size} matching node(s) belong to an older EdgeNode` : ""}`,
+            }
+          : {
+              status: "False" as const,
+              reason: "WatchersStarting",
+              message: "pod watchers are starting",
+            };
+    conditions = setCondition(
+      conditions,
+      { type: "Ready", observedGeneration: gen, ...ready },
+      now,
+    );
+    const cp = checkpointCondition(support);
+    const restartOnly = (en.spec.restorePolicy ?? "checkpoint") === "restart";
+    const cpCond =
+      restartOnly && cp.status !== "Unknown"
+        ? {
+            status: "True" as const,
+            reason: "NotRequired",
+            message: `restorePolicy is restart; ${cp.message}`,
+          }
+        : cp;
+    const prevCp = getCondition(conditions, "CheckpointSupported");
+    conditions = setCondition(
+      conditions,
+      { type: "CheckpointSupported", observedGeneration: gen, ...cpCond },
+      now,
+    );
+
+    const extra = this.deps.extraStatus?.(name) ?? {};
+    const status: EdgeNodeStatus = {
+      ...en.status,
+      ...extra,
+      observedGeneration: gen,
+      conditions,
+      matchedNodes: matched.length,
+      monitoredPods: watchers.reduce((sum, w) => sum + (w.hasSynced ? w.monitoredPods() : 0), 0),
+      checkpointCapableNodes: capable,
+      runtimeSupport: `${capable}/${matched.length} nodes`,
+      nodes: support.map((s) => ({
+        name: s.name,
+        containerRuntime: s.containerRuntime,
+        checkpoint: s.checkpoint,
+        restore: s.restore,
+        message: s.message,
+      })),
+    };
+    if (statusChanged(status, en.status ?? {})) {
+      try {
+        await this.deps.custom.patchClusterCustomObjectStatus(
+          { group: GROUP, version: VERSION, plural: EDGENODE_PLURAL, name, body: { status } },
+          mergePatch,
+        );
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        if (isConflict(err)) throw new RequeueError("conflict");
+        throw err;
+      }
+      log.debug(
+        { matched: status.matchedNodes, monitored: status.monitoredPods },
+        "Updated EdgeNode status",
+      );
+      if (prevCp?.status !== cpCond.status && cpCond.status === "False") {
+        await this.deps.recorder.record(
+          { apiVersion: API_VERSION, kind: EDGENODE_KIND, metadata: en.metadata },
+          "Warning",
+          cpCond.reason,
+          "Preflight",
+          cpCond.message,
+        );
+      }
+    }
+    return allSynced ? undefined : { requeueAfterMs: 500 };
+  }
+}

@@ -1,0 +1,166 @@
+// The operator process: wiring only. Loads config, builds clients, warms the
+// caches, runs leader election, starts the controllers on the leader, serves
+// /metrics /healthz /readyz, and drains on SIGTERM.
+import { createServer } from "node:http";
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
+  KubeConfig,
+} from "@kubernetes/client-node";
+import { pino } from "pino";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { ConfigError, loadConfig } from "./config.ts";
+import { EdgeNodeController } from "./edgenode/controller.ts";
+import { injectionMetrics } from "./edgenode/podwatcher.ts";
+import { EventRecorder } from "./kube/events.ts";
+import { informerMetrics } from "./kube/informer.ts";
+import { LeaderElector } from "./kube/leader.ts";
+import { queueMetrics } from "./kube/workqueue.ts";
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(2);
+  }
+  throw err;
+}
+
+const log = pino({
+  level: config.logLevel,
+  base: { component: "operator", identity: config.identity },
+  redact: {
+    paths: [
+      "signingKey",
+      "*.signingKey",
+      "*.token",
+      "*.password",
+      "*.authorization",
+      "headers.authorization",
+    ],
+    censor: "[redacted]",
+  },
+});
+
+const kc = new KubeConfig();
+if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+else kc.loadFromCluster();
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+const coordination = kc.makeApiClient(CoordinationV1Api);
+
+const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: "edgeshift_process_" });
+const leaderGauge = new Gauge({
+  name: "edgeshift_leader",
+  help: "1 while this replica is the leader",
+  registers: [registry],
+});
+const recorder = new EventRecorder({
+  api: kc.makeApiClient(EventsV1Api),
+  controller: "edgeshift.dev/operator",
+  instance: config.identity,
+  fallbackNamespace: config.namespace,
+  log,
+});
+
+const edgeNodes = new EdgeNodeController({
+  kubeConfig: kc,
+  core,
+  custom,
+  recorder,
+  log,
+  registry,
+  signingKey: config.signingKey,
+  operatorNamespace: config.namespace,
+  monitorImage: config.monitorImage,
+  monitorNatsUrl: config.monitorNatsUrl,
+  workers: config.workers,
+  informerMetrics: informerMetrics(registry),
+  queueMetrics: queueMetrics(registry),
+  injectionMetrics: injectionMetrics(registry),
+});
+
+let leading = !config.leaderElection;
+let workersStarted = false;
+let shuttingDown = false;
+
+const server = createServer(async (req, res) => {
+  const path = (req.url ?? "/").split("?")[0];
+  if (path === "/metrics") {
+    res.writeHead(200, { "content-type": registry.contentType });
+    res.end(await registry.metrics());
+  } else if (path === "/healthz") {
+    const ok = edgeNodes.healthy;
+    res.writeHead(ok ? 200 : 500).end(ok ? "ok" : "informers failing");
+  } else if (path === "/readyz") {
+    const ok = !shuttingDown && edgeNodes.synced && (!leading || workersStarted);
+    res.writeHead(ok ? 200 : 503).end(ok ? "ok" : "not ready");
+  } else {
+    res.writeHead(404).end();
+  }
+});
+server.listen(config.httpPort, config.httpHost, () => {
+  const addr = server.address();
+  log.info(
+    { port: typeof addr === "object" && addr ? addr.port : config.httpPort },
+    "Serving metrics and probes",
+  );
+});
+
+function startLeading(): void {
+  leading = true;
+  leaderGauge.set(1);
+  edgeNodes.startWorkers();
+  workersStarted = true;
+  log.info("Started controllers");
+}
+
+const elector = config.leaderElection
+  ? new LeaderElector({
+      api: coordination,
+      namespace: config.namespace,
+      name: config.leaseName,
+      identity: config.identity,
+      leaseDurationMs: config.leaseDurationMs,
+      renewDeadlineMs: config.renewDeadlineMs,
+      retryPeriodMs: config.retryPeriodMs,
+      log,
+      onStartedLeading: startLeading,
+      // Another replica may already be reconciling: stop at once, let the
+      // Deployment restart us as a standby.
+      onStoppedLeading: () => {
+        leaderGauge.set(0);
+        log.error("Lost leadership; exiting");
+        process.exit(1);
+      },
+    })
+  : undefined;
+
+async function shutdown(signal: string): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  log.info({ signal }, "Shutting down");
+  const force = setTimeout(() => {
+    log.error("Shutdown timed out");
+    process.exit(1);
+  }, config.shutdownTimeoutMs);
+  force.unref();
+  await edgeNodes.stop();
+  await elector?.release();
+  await new Promise<void>((r) => server.close(() => r()));
+  log.info("Stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("unhandledRejection", (err) => log.error({ err }, "Unhandled rejection"));
+
+await edgeNodes.startInformers();
+log.info("Caches synced");
+if (elector) elector.start();
+else startLeading();

@@ -1,0 +1,112 @@
+import { createHash } from "node:crypto";
+import type { V1EphemeralContainer, V1Node, V1Pod } from "@kubernetes/client-node";
+import { matchesLabelSelector } from "../api/labels.ts";
+import { MIGRATE_ANNOTATION, type PodSelection } from "../api/v1alpha1.ts";
+import { parseQuantity } from "../kube/quantity.ts";
+import { monitorSecretName } from "./keys.ts";
+
+export const MONITOR_PREFIX = "edgeshift-mon-";
+export const PART_OF_LABEL = "app.kubernetes.io/part-of";
+
+/** Why a pod is or is not watched; pure, so the rules are unit-tested. */
+export function eligibility(
+  pod: V1Pod,
+  selection: PodSelection | undefined,
+  operatorNamespace: string,
+): { eligible: true } | { eligible: false; reason: string } {
+  const md = pod.metadata ?? {};
+  const ns = md.namespace ?? "";
+  if (md.deletionTimestamp) return { eligible: false, reason: "terminating" };
+  if (pod.status?.phase !== "Running") return { eligible: false, reason: "not running" };
+  if (md.annotations?.[MIGRATE_ANNOTATION] === "false")
+    return { eligible: false, reason: "opted out" };
+  if (md.annotations?.["kubernetes.io/config.mirror"])
+    return { eligible: false, reason: "static pod" };
+  if (md.ownerReferences?.some((o) => o.kind === "DaemonSet"))
+    return { eligible: false, reason: "DaemonSet pod" };
+  if (ns === operatorNamespace || md.labels?.[PART_OF_LABEL] === "edgeshift") {
+    return { eligible: false, reason: "edgeshift's own pod" };
+  }
+  if (selection?.namespaces?.length && !selection.namespaces.includes(ns)) {
+    return { eligible: false, reason: "namespace not selected" };
+  }
+  if (selection?.excludeNamespaces?.includes(ns))
+    return { eligible: false, reason: "namespace excluded" };
+  if (selection?.selector && !matchesLabelSelector(selection.selector, md.labels ?? {})) {
+    return { eligible: false, reason: "labels not selected" };
+  }
+  return { eligible: true };
+}
+
+/** Deterministic ephemeral container name for the monitor of `container` (a DNS label). */
+export function monitorName(container: string): string {
+  const name = `${MONITOR_PREFIX}${container}`;
+  if (name.length <= 63) return name;
+  const hash = createHash("sha256").update(container).digest("hex").slice(0, 8);
+  return `${name.slice(0, 63 - 9)}-${hash}`;
+}
+
+export interface MonitorSettings {
+  image: string;
+  natsUrl: string;
+  intervalSeconds: number;
+}
+
+/**
+ * The monitors a pod still lacks: one ephemeral container per app container,
+ * in that container's PID namespace. Containers that already have theirs are
+ * skipped, so calling this again after a resync or a restart adds nothing.
+ */
+export function missingMonitors(
+  pod: V1Pod,
+  node: V1Node | undefined,
+  s: MonitorSettings,
+): V1EphemeralContainer[] {
+  const existing = new Set((pod.spec?.ephemeralContainers ?? []).map((c) => c.name));
+  const uid = pod.metadata?.uid ?? "";
+  const out: V1EphemeralContainer[] = [];
+  for (const c of pod.spec?.containers ?? []) {
+    const name = monitorName(c.name);
+    if (existing.has(name)) continue;
+    const cpuLimit =
+      parseQuantity(c.resources?.limits?.cpu) ?? parseQuantity(node?.status?.allocatable?.cpu) ?? 0;
+    const memLimit =
+      parseQuantity(c.resources?.limits?.memory) ??
+      parseQuantity(node?.status?.allocatable?.memory) ??
+      0;
+    out.push({
+      name,
+      image: s.image,
+      imagePullPolicy: "IfNotPresent",
+      args: ["sidecar"],
+      targetContainerName: c.name,
+      env: [
+        { name: "EDGESHIFT_NATS_URL", value: s.natsUrl },
+        { name: "EDGESHIFT_NODE", value: pod.spec?.nodeName ?? "" },
+        { name: "EDGESHIFT_NAMESPACE", value: pod.metadata?.namespace ?? "" },
+        { name: "EDGESHIFT_POD", value: pod.metadata?.name ?? "" },
+        { name: "EDGESHIFT_POD_UID", value: uid },
+        { name: "EDGESHIFT_CONTAINER", value: c.name },
+        { name: "EDGESHIFT_INTERVAL_SECONDS", value: String(s.intervalSeconds) },
+        { name: "EDGESHIFT_CPU_LIMIT_CORES", value: String(cpuLimit) },
+        { name: "EDGESHIFT_MEMORY_LIMIT_BYTES", value: String(Math.round(memLimit)) },
+        {
+          name: "EDGESHIFT_SIGNING_KEY",
+          valueFrom: { secretKeyRef: { name: monitorSecretName(uid), key: c.name } },
+        },
+      ],
+      securityContext: {
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+      },
+    });
+  }
+  return out;
+}
+
+/** How many of the pod's app containers have their monitor. */
+export function monitoredContainers(pod: V1Pod): number {
+  const existing = new Set((pod.spec?.ephemeralContainers ?? []).map((c) => c.name));
+  return (pod.spec?.containers ?? []).filter((c) => existing.has(monitorName(c.name))).length;
+}
