@@ -1,0 +1,374 @@
+// TypeScript view of the edgeshift.dev/v1alpha1 API. The CRDs in crds/ are the
+// source of truth; these types mirror their schemas field for field, and
+// operator/api/crds.test.ts checks the constants below against them.
+// Fields the API server defaults are optional here (a writer may leave them
+// out) and always present on objects read back from the server.
+import type { V1ObjectMeta } from "@kubernetes/client-node";
+
+export const GROUP = "edgeshift.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = "edgeshift.dev/v1alpha1";
+export const EDGENODE_KIND = "EdgeNode";
+export const EDGENODE_PLURAL = "edgenodes";
+export const MIGRATION_KIND = "Migration";
+export const MIGRATION_PLURAL = "migrations";
+export const CATEGORY = "edgeshift";
+
+/** Pod annotation; the value "false" keeps a pod from being monitored or migrated. */
+export const MIGRATE_ANNOTATION = "edgeshift.dev/migrate";
+
+// --- shared shapes -----------------------------------------------------------
+
+export const LabelSelectorOperator = {
+  In: "In",
+  NotIn: "NotIn",
+  Exists: "Exists",
+  DoesNotExist: "DoesNotExist",
+} as const;
+export type LabelSelectorOperator =
+  (typeof LabelSelectorOperator)[keyof typeof LabelSelectorOperator];
+
+export interface LabelSelectorRequirement {
+  key: string;
+  operator: LabelSelectorOperator;
+  /** Non-empty for In and NotIn, empty or absent for Exists and DoesNotExist. */
+  values?: string[];
+}
+
+/** metav1.LabelSelector: matchLabels and matchExpressions are ANDed; empty matches everything. */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: LabelSelectorRequirement[];
+}
+
+export const ConditionStatus = { True: "True", False: "False", Unknown: "Unknown" } as const;
+export type ConditionStatus = (typeof ConditionStatus)[keyof typeof ConditionStatus];
+
+/** metav1.Condition. Timestamps are RFC 3339 strings, as on the wire. */
+export interface Condition {
+  type: string;
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+export const RestorePolicy = { Checkpoint: "checkpoint", Restart: "restart" } as const;
+export type RestorePolicy = (typeof RestorePolicy)[keyof typeof RestorePolicy];
+
+// --- EdgeNode ----------------------------------------------------------------
+
+export interface PodSelection {
+  /** Absent or empty matches every pod. */
+  selector?: LabelSelector;
+  /** Absent or empty means every namespace (minus excludeNamespaces). */
+  namespaces?: string[];
+  excludeNamespaces?: string[];
+}
+
+export interface ResourceThreshold {
+  /** 1-100: percent of the container limit (or node allocatable without a limit). */
+  triggerPercent: number;
+  /** 1-100, below triggerPercent: usage must drop below it before a new breach counts. */
+  rearmPercent?: number;
+}
+
+export interface NodeThreshold {
+  cpuPercent?: number;
+  memoryPercent?: number;
+}
+
+/** At least one of cpu and memory is set. */
+export interface Thresholds {
+  cpu?: ResourceThreshold;
+  memory?: ResourceThreshold;
+  node?: NodeThreshold;
+}
+
+export interface CloudTarget {
+  nodeSelector: LabelSelector;
+}
+
+export interface SecretReference {
+  name: string;
+  /** Absent means the operator's namespace. */
+  namespace?: string;
+}
+
+export const ImageRetention = { Delete: "Delete", Retain: "Retain" } as const;
+export type ImageRetention = (typeof ImageRetention)[keyof typeof ImageRetention];
+
+export interface RegistrySpec {
+  /** host[:port]/path, no tag or digest. */
+  repository: string;
+  /** A kubernetes.io/dockerconfigjson Secret; absent means anonymous. */
+  secretRef?: SecretReference;
+  /** Default false. */
+  insecure?: boolean;
+  /** Default Delete. */
+  imageRetention?: ImageRetention;
+}
+
+export interface EdgeNodeSpec {
+  /** Non-empty. */
+  nodeSelector: LabelSelector;
+  pods?: PodSelection;
+  thresholds: Thresholds;
+  /** 1-3600, default 1. */
+  samplingIntervalSeconds?: number;
+  /** 1-3600, >= samplingIntervalSeconds, default 10. */
+  sustainedWindowSeconds?: number;
+  /** 1-100, default 80: share of samples in the window that must breach. */
+  breachPercent?: number;
+  /** 0-86400, default 300. */
+  cooldownSeconds?: number;
+  /** 1-100, default 1. */
+  maxConcurrentMigrations?: number;
+  /** Default checkpoint. */
+  restorePolicy?: RestorePolicy;
+  /** Default true. */
+  fallbackToRestart?: boolean;
+  cloud: CloudTarget;
+  /** Required when restorePolicy is checkpoint. */
+  registry?: RegistrySpec;
+}
+
+export interface NodeRuntimeStatus {
+  name: string;
+  /** As the kubelet reports it, e.g. "containerd://2.1.4". */
+  containerRuntime?: string;
+  checkpoint?: boolean;
+  restore?: boolean;
+  message?: string;
+}
+
+export interface EdgeNodeStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  matchedNodes?: number;
+  monitoredPods?: number;
+  staleMonitors?: number;
+  activeMigrations?: number;
+  checkpointCapableNodes?: number;
+  /** e.g. "2/3 nodes". */
+  runtimeSupport?: string;
+  nodes?: NodeRuntimeStatus[];
+}
+
+export interface EdgeNode {
+  apiVersion: typeof API_VERSION;
+  kind: typeof EDGENODE_KIND;
+  metadata: V1ObjectMeta;
+  spec: EdgeNodeSpec;
+  status?: EdgeNodeStatus;
+}
+
+export interface EdgeNodeList {
+  apiVersion: typeof API_VERSION;
+  kind: "EdgeNodeList";
+  metadata: { resourceVersion?: string; continue?: string };
+  items: EdgeNode[];
+}
+
+export const EdgeNodeConditionType = {
+  Ready: "Ready",
+  CheckpointSupported: "CheckpointSupported",
+} as const;
+export type EdgeNodeConditionType =
+  (typeof EdgeNodeConditionType)[keyof typeof EdgeNodeConditionType];
+
+export const EdgeNodeConditionReason = {
+  /** Ready True: nodes matched, monitors injected. */
+  Reconciled: "Reconciled",
+  /** Ready False: the nodeSelector matches no node. */
+  NoMatchingNodes: "NoMatchingNodes",
+  /** Ready False: spec.registry.secretRef names a Secret that does not exist. */
+  RegistrySecretNotFound: "RegistrySecretNotFound",
+  /** Ready False: a spec problem the schema cannot express (e.g. overlapping EdgeNodes). */
+  InvalidSpec: "InvalidSpec",
+  /** CheckpointSupported True. */
+  AllNodesSupported: "AllNodesSupported",
+  /** CheckpointSupported False: some matched nodes cannot checkpoint. */
+  SomeNodesUnsupported: "SomeNodesUnsupported",
+  /** CheckpointSupported False: no matched node can checkpoint. */
+  NoNodesSupported: "NoNodesSupported",
+  /** CheckpointSupported True: restorePolicy is restart, so no checkpoint is needed. */
+  NotRequired: "NotRequired",
+} as const;
+export type EdgeNodeConditionReason =
+  (typeof EdgeNodeConditionReason)[keyof typeof EdgeNodeConditionReason];
+
+// --- Migration ---------------------------------------------------------------
+
+export const MigrationReasonType = {
+  ThresholdExceeded: "ThresholdExceeded",
+  Manual: "Manual",
+} as const;
+export type MigrationReasonType = (typeof MigrationReasonType)[keyof typeof MigrationReasonType];
+
+export const Metric = {
+  Cpu: "cpu",
+  Memory: "memory",
+  NodeCpu: "nodeCpu",
+  NodeMemory: "nodeMemory",
+} as const;
+export type Metric = (typeof Metric)[keyof typeof Metric];
+
+/** Why a migration started. ThresholdExceeded requires metric, value and threshold. */
+export interface MigrationReason {
+  /** Default Manual. */
+  type?: MigrationReasonType;
+  metric?: Metric;
+  /** Observed usage in percent. */
+  value?: number;
+  /** Trigger percentage that was exceeded. */
+  threshold?: number;
+  windowSeconds?: number;
+  /** RFC 3339. */
+  sampledAt?: string;
+}
+
+/** Immutable after creation. */
+export interface MigrationSpec {
+  podName: string;
+  /** Absent or empty means every app container. */
+  containers?: string[];
+  /** Absent means the scheduler picks a cloud node. */
+  targetNode?: string;
+  /** Absent means the EdgeNode's. */
+  restorePolicy?: RestorePolicy;
+  /** Default {type: Manual}. */
+  reason?: MigrationReason;
+}
+
+export interface ContainerCheckpointStatus {
+  name: string;
+  archivePath?: string;
+  archiveSizeBytes?: number;
+  image?: string;
+  digest?: string;
+  imageSizeBytes?: number;
+}
+
+/** RFC 3339 strings. */
+export interface MigrationTimestamps {
+  created?: string;
+  checkpointStarted?: string;
+  checkpointed?: string;
+  imagePushed?: string;
+  restoreStarted?: string;
+  restored?: string;
+  cutOver?: string;
+  finished?: string;
+}
+
+export const MigrationPhase = {
+  Pending: "Pending",
+  Checkpointing: "Checkpointing",
+  Pushing: "Pushing",
+  Restoring: "Restoring",
+  CuttingOver: "CuttingOver",
+  Succeeded: "Succeeded",
+  Failed: "Failed",
+} as const;
+export type MigrationPhase = (typeof MigrationPhase)[keyof typeof MigrationPhase];
+
+export interface MigrationStatus {
+  observedGeneration?: number;
+  /** Printer-column summary of the conditions, not the truth. */
+  phase?: MigrationPhase;
+  conditions?: Condition[];
+  edgeNode?: string;
+  policy?: RestorePolicy;
+  sourceNode?: string;
+  targetNode?: string;
+  containers?: ContainerCheckpointStatus[];
+  restoredPod?: string;
+  failureReason?: string;
+  message?: string;
+  timestamps?: MigrationTimestamps;
+  durationSeconds?: number;
+  /** durationSeconds for display, e.g. "4.2s". */
+  duration?: string;
+}
+
+export interface Migration {
+  apiVersion: typeof API_VERSION;
+  kind: typeof MIGRATION_KIND;
+  metadata: V1ObjectMeta;
+  spec: MigrationSpec;
+  status?: MigrationStatus;
+}
+
+export interface MigrationList {
+  apiVersion: typeof API_VERSION;
+  kind: "MigrationList";
+  metadata: { resourceVersion?: string; continue?: string };
+  items: Migration[];
+}
+
+export const MigrationConditionType = {
+  Checkpointed: "Checkpointed",
+  ImagePushed: "ImagePushed",
+  Restored: "Restored",
+  Succeeded: "Succeeded",
+} as const;
+export type MigrationConditionType =
+  (typeof MigrationConditionType)[keyof typeof MigrationConditionType];
+
+/** Condition reasons of a Migration; the failure ones double as status.failureReason. */
+export const MigrationConditionReason = {
+  /** Any condition, Unknown: the step has not started. */
+  Pending: "Pending",
+  /** Any condition, Unknown or False: the step is running. */
+  InProgress: "InProgress",
+  /** Checkpointed True. */
+  CheckpointCreated: "CheckpointCreated",
+  /** ImagePushed True. */
+  ImagePushed: "ImagePushed",
+  /** Checkpointed/ImagePushed False under the restart policy: nothing to checkpoint. */
+  NotRequired: "NotRequired",
+  /** Restored True: the restored pod is Ready. */
+  PodReady: "PodReady",
+  /** Succeeded True: the original pod was removed. */
+  CutOver: "CutOver",
+  /** Checkpoint or restore failed and fallbackToRestart restarted the pod instead. */
+  FellBackToRestart: "FellBackToRestart",
+  // Failures (Succeeded False, status.failureReason).
+  PodNotFound: "PodNotFound",
+  NotOnEdgeNode: "NotOnEdgeNode",
+  RuntimeUnsupported: "RuntimeUnsupported",
+  CheckpointFailed: "CheckpointFailed",
+  ArchiveInvalid: "ArchiveInvalid",
+  PushFailed: "PushFailed",
+  TargetUnschedulable: "TargetUnschedulable",
+  RestoreFailed: "RestoreFailed",
+  RestoreTimeout: "RestoreTimeout",
+  CutOverFailed: "CutOverFailed",
+  SourcePodGone: "SourcePodGone",
+} as const;
+export type MigrationConditionReason =
+  (typeof MigrationConditionReason)[keyof typeof MigrationConditionReason];
+
+// --- defaults ------------------------------------------------------------------
+
+/** The CRD's defaults for EdgeNode spec fields; crds.test.ts keeps them in step. */
+export const EDGENODE_SPEC_DEFAULTS = {
+  samplingIntervalSeconds: 1,
+  sustainedWindowSeconds: 10,
+  breachPercent: 80,
+  cooldownSeconds: 300,
+  maxConcurrentMigrations: 1,
+  restorePolicy: RestorePolicy.Checkpoint,
+  fallbackToRestart: true,
+} as const satisfies Partial<EdgeNodeSpec>;
+
+export const REGISTRY_DEFAULTS = {
+  insecure: false,
+  imageRetention: ImageRetention.Delete,
+} as const satisfies Partial<RegistrySpec>;
+
+export const MIGRATION_REASON_DEFAULT = {
+  type: MigrationReasonType.Manual,
+} as const satisfies MigrationReason;
