@@ -9,9 +9,11 @@ import {
   EventsV1Api,
   KubeConfig,
 } from "@kubernetes/client-node";
+import { connect } from "nats";
 import { pino } from "pino";
 import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { ConfigError, loadConfig } from "./config.ts";
+import { DecisionController } from "./decision/controller.ts";
 import { EdgeNodeController } from "./edgenode/controller.ts";
 import { injectionMetrics } from "./edgenode/podwatcher.ts";
 import { EventRecorder } from "./kube/events.ts";
@@ -68,6 +70,7 @@ const recorder = new EventRecorder({
   log,
 });
 
+const informers = informerMetrics(registry);
 const edgeNodes = new EdgeNodeController({
   kubeConfig: kc,
   core,
@@ -80,9 +83,30 @@ const edgeNodes = new EdgeNodeController({
   monitorImage: config.monitorImage,
   monitorNatsUrl: config.monitorNatsUrl,
   workers: config.workers,
-  informerMetrics: informerMetrics(registry),
+  informerMetrics: informers,
   queueMetrics: queueMetrics(registry),
   injectionMetrics: injectionMetrics(registry),
+});
+
+// Samples are disposable telemetry: keep reconnecting forever, buffer nothing.
+const nc = await connect({
+  servers: config.natsUrl,
+  name: `edgeshift-operator-${config.identity}`,
+  waitOnFirstConnect: true,
+  maxReconnectAttempts: -1,
+  reconnectTimeWait: 1000,
+});
+log.info({ server: nc.getServer() }, "Connected to NATS");
+const decisions = new DecisionController({
+  kubeConfig: kc,
+  custom,
+  nc,
+  edgeNodes,
+  recorder,
+  registry,
+  signingKey: config.signingKey,
+  log,
+  informerMetrics: informers,
 });
 
 let leading = !config.leaderElection;
@@ -112,9 +136,10 @@ server.listen(config.httpPort, config.httpHost, () => {
   );
 });
 
-function startLeading(): void {
+async function startLeading(): Promise<void> {
   leading = true;
   leaderGauge.set(1);
+  await decisions.start();
   edgeNodes.startWorkers();
   workersStarted = true;
   log.info("Started controllers");
@@ -130,7 +155,7 @@ const elector = config.leaderElection
       renewDeadlineMs: config.renewDeadlineMs,
       retryPeriodMs: config.retryPeriodMs,
       log,
-      onStartedLeading: startLeading,
+      onStartedLeading: () => void startLeading(),
       // Another replica may already be reconciling: stop at once, let the
       // Deployment restart us as a standby.
       onStoppedLeading: () => {
@@ -150,8 +175,10 @@ async function shutdown(signal: string): Promise<void> {
     process.exit(1);
   }, config.shutdownTimeoutMs);
   force.unref();
+  await decisions.stop();
   await edgeNodes.stop();
   await elector?.release();
+  await nc.drain().catch(() => {});
   await new Promise<void>((r) => server.close(() => r()));
   log.info("Stopped");
   process.exit(0);
@@ -163,4 +190,4 @@ process.on("unhandledRejection", (err) => log.error({ err }, "Unhandled rejectio
 await edgeNodes.startInformers();
 log.info("Caches synced");
 if (elector) elector.start();
-else startLeading();
+else await startLeading();

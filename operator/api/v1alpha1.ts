@@ -16,6 +16,10 @@ export const CATEGORY = "edgeshift";
 
 /** Pod annotation; the value "false" keeps a pod from being monitored or migrated. */
 export const MIGRATE_ANNOTATION = "edgeshift.dev/migrate";
+/** On a Migration: the edge node its pod runs on; the node's agent selects by it. */
+export const SOURCE_NODE_LABEL = "edgeshift.dev/source-node";
+/** On a Migration: the EdgeNode that owns its source node. */
+export const EDGENODE_LABEL = "edgeshift.dev/edgenode";
 
 // --- shared shapes -----------------------------------------------------------
 

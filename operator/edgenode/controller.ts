@@ -1,4 +1,10 @@
-import type { CoreV1Api, CustomObjectsApi, KubeConfig, V1Node } from "@kubernetes/client-node";
+import type {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  V1Node,
+  V1Pod,
+} from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Gauge, type Registry } from "prom-client";
 import { matchesLabelSelector } from "../api/labels.ts";
@@ -36,8 +42,15 @@ export interface EdgeNodeControllerDeps {
   informerMetrics?: InformerMetrics;
   queueMetrics?: QueueMetrics;
   injectionMetrics?: InjectionMetrics;
+}
+
+/** How the rest of the operator plugs into EdgeNode reconciles. */
+export interface EdgeNodeHooks {
   /** Figures other parts of the operator own (stale monitors, active migrations). */
   extraStatus?: (edgeNode: string) => Pick<EdgeNodeStatus, "staleMonitors" | "activeMigrations">;
+  /** After each reconcile of a live EdgeNode, with the nodes it owns. */
+  onEdgeNode?: (en: EdgeNode, nodes: V1Node[]) => void;
+  onEdgeNodeGone?: (name: string) => void;
 }
 
 const byAge = (a: EdgeNode, b: EdgeNode) => {
@@ -61,6 +74,7 @@ export class EdgeNodeController {
   private readonly watchers = new Map<string, PodWatcher>();
   private readonly watcherGauge: Gauge;
   private running = false;
+  private hooks: EdgeNodeHooks = {};
 
   constructor(deps: EdgeNodeControllerDeps) {
     this.deps = deps;
@@ -100,6 +114,28 @@ export class EdgeNodeController {
   private enqueueAll(extra?: string): void {
     if (extra) this.queue.add(extra);
     for (const en of this.edgeNodes.list()) if (en.metadata.name) this.queue.add(en.metadata.name);
+  }
+
+  setHooks(hooks: EdgeNodeHooks): void {
+    this.hooks = hooks;
+  }
+
+  requeue(name: string): void {
+    this.queue.add(name);
+  }
+
+  /** A monitored pod on an edge node, with the EdgeNode that owns the node. */
+  monitoredPod(
+    node: string,
+    namespace: string,
+    name: string,
+  ): { pod: V1Pod; edgeNode: string } | undefined {
+    for (const w of this.watchers.values()) {
+      if (w.node !== node) continue;
+      const pod = w.pod(namespace, name);
+      if (pod) return { pod, edgeNode: w.edgeNode };
+    }
+    return undefined;
   }
 
   /** Caches are warmed by every replica, so a new leader starts at once. */
@@ -195,6 +231,7 @@ export class EdgeNodeController {
     const en = this.edgeNodes.get(name);
     if (!en || en.metadata.deletionTimestamp) {
       for (const w of this.watchersFor(name)) await this.stopWatcher(`${name}/${w.node}`);
+      this.hooks.onEdgeNodeGone?.(name);
       return undefined;
     }
 
@@ -269,7 +306,8 @@ export class EdgeNodeController {
       now,
     );
 
-    const extra = this.deps.extraStatus?.(name) ?? {};
+    this.hooks.onEdgeNode?.(en, matched);
+    const extra = this.hooks.extraStatus?.(name) ?? {};
     const status: EdgeNodeStatus = {
       ...en.status,
       ...extra,

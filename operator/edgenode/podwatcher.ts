@@ -131,6 +131,12 @@ export class PodWatcher {
     return this.informer.list().filter((p) => this.isEligible(p) && monitoredContainers(p) > 0);
   }
 
+  /** The pod if it is eligible and has at least one monitor. */
+  pod(namespace: string, name: string): V1Pod | undefined {
+    const p = this.informer.get(name, namespace);
+    return p && this.isEligible(p) && monitoredContainers(p) > 0 ? p : undefined;
+  }
+
   private isEligible(pod: V1Pod): boolean {
     return eligibility(pod, this.spec.selection(), this.deps.operatorNamespace).eligible;
   }

@@ -74,6 +74,8 @@ export function missingMonitors(
       parseQuantity(c.resources?.limits?.memory) ??
       parseQuantity(node?.status?.allocatable?.memory) ??
       0;
+    // Percentages need a limit: without the container's or the node's, wait for the node to report.
+    if (cpuLimit <= 0 || memLimit <= 0) continue;
     out.push({
       name,
       image: s.image,

@@ -27,6 +27,7 @@ import { TcpProxy } from "../support/tcp-proxy.ts";
 
 const kubeconfig = inject("kubeconfig");
 const kubectl = inject("kubectl");
+const natsUrl = inject("natsUrl");
 const server = new URL(inject("kubeServer"));
 
 const GROUP_LABEL = "test.edgeshift.dev/group";
@@ -115,7 +116,7 @@ beforeAll(async () => {
   await createNode(c, "op-cloud-c", { [GROUP_LABEL]: "op-cloud" }, "cri-o://1.30.4");
   await createNamespace(c, APPS);
   await createNamespace(c, OTHER);
-  operators.push(await startOperator({ name: "operator-a", kubeconfig: saKubeconfig }));
+  operators.push(await startOperator({ name: "operator-a", kubeconfig: saKubeconfig, natsUrl }));
 });
 
 afterAll(async () => {
@@ -244,7 +245,7 @@ describe("operator core", () => {
     const first = operators.pop() as RunningOperator;
     finished.push(first);
     expect(await first.stop()).toBe(0);
-    const op = await startOperator({ name: "operator-a2", kubeconfig: saKubeconfig });
+    const op = await startOperator({ name: "operator-a2", kubeconfig: saKubeconfig, natsUrl });
     operators.push(op);
     await runningPod(APPS, "web-c", "op-edge-a");
     await waitForMonitors(APPS, "web-c", 1);
@@ -352,8 +353,8 @@ describe("operator core", () => {
       expect(await op.stop()).toBe(0);
     }
     await createEdgeNode(edgeNode("op-edge", "op"));
-    const a = await startOperator({ name: "replica-1", kubeconfig: saKubeconfig });
-    const b = await startOperator({ name: "replica-2", kubeconfig: saKubeconfig });
+    const a = await startOperator({ name: "replica-1", kubeconfig: saKubeconfig, natsUrl });
+    const b = await startOperator({ name: "replica-2", kubeconfig: saKubeconfig, natsUrl });
     operators.push(a, b);
     const coord = c.kc.makeApiClient((await import("@kubernetes/client-node")).CoordinationV1Api);
     const holder = async () =>

@@ -91,7 +91,7 @@ export interface RunningOperator {
 export async function startOperator(opts: {
   name: string;
   kubeconfig: string;
-  natsUrl?: string;
+  natsUrl: string;
   env?: Record<string, string>;
   logDir?: string;
 }): Promise<RunningOperator> {
@@ -110,7 +110,7 @@ export async function startOperator(opts: {
         EDGESHIFT_HTTP_HOST: "127.0.0.1",
         EDGESHIFT_HTTP_PORT: String(port),
         EDGESHIFT_MONITOR_IMAGE: "registry.local/edgeshift:test",
-        EDGESHIFT_NATS_URL: opts.natsUrl ?? "nats://127.0.0.1:4222",
+        EDGESHIFT_NATS_URL: opts.natsUrl,
         EDGESHIFT_SIGNING_KEY: testSigningKey,
         EDGESHIFT_LOG_LEVEL: "debug",
         EDGESHIFT_LEASE_DURATION: "4s",

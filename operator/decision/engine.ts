@@ -1,0 +1,498 @@
+// When to migrate. Pure and clock-injected: the caller passes `now` (ms since the epoch)
+// to every call, so tests drive time and the same inputs always give the same decisions.
+import { createHash } from "node:crypto";
+import type { Sample } from "../../sidecar/protocol.ts";
+import type { Metric, ResourceThreshold, Thresholds } from "../api/v1alpha1.ts";
+
+/** A monitor silent for more than this many intervals has no say. */
+export const STALE_AFTER_INTERVALS = 3;
+/** A window counts as full with up to this share of its samples missing (lost on the wire). */
+export const MISSING_SAMPLES_TOLERATED = 0.1;
+/** Rearm level when a threshold does not set one: this many points below the trigger. */
+export const DEFAULT_REARM_GAP = 10;
+
+export interface NodeAllocatable {
+  cpuCores: number;
+  memoryBytes: number;
+}
+
+export interface EdgeNodePolicy {
+  samplingIntervalSeconds: number;
+  sustainedWindowSeconds: number;
+  /** 1-100: share of the window's samples that must be above the trigger (k of n). */
+  breachPercent: number;
+  cooldownSeconds: number;
+  maxConcurrentMigrations: number;
+  thresholds: Thresholds;
+  /** The nodes this EdgeNode matches; allocatable is needed only for node-level thresholds. */
+  nodes: Record<string, NodeAllocatable | undefined>;
+}
+
+/** What the engine needs of a sample. */
+export type Observation = Pick<
+  Sample,
+  | "node"
+  | "namespace"
+  | "pod"
+  | "podUid"
+  | "container"
+  | "ts"
+  | "cpuCores"
+  | "cpuPercent"
+  | "memoryBytes"
+  | "memoryPercent"
+>;
+
+export interface Decision {
+  namespace: string;
+  pod: string;
+  podUid: string;
+  container: string;
+  edgeNode: string;
+  node: string;
+  metric: Metric;
+  /** Observed usage in percent: of the container limit, or of node allocatable for node metrics. */
+  value: number;
+  /** The trigger percentage it exceeded. */
+  threshold: number;
+  windowSeconds: number;
+  /** RFC 3339 time of the sample that decided it. */
+  sampledAt: string;
+}
+
+/** A Migration name per pod: stable across retries, unique per pod instance, a valid DNS subdomain. */
+export function migrationName(pod: string, podUid: string): string {
+  const hash = createHash("sha256").update(podUid).digest("hex").slice(0, 8);
+  const prefix = pod
+    .toLowerCase()
+    .slice(0, 253 - 9)
+    .replace(/[^a-z0-9]+$/, "");
+  return prefix ? `${prefix}-${hash}` : `pod-${hash}`;
+}
+
+interface Point {
+  ts: number;
+  cpuPercent: number;
+  memoryPercent: number;
+  cpuCores: number;
+  memoryBytes: number;
+}
+
+type ContainerMetric = "cpu" | "memory";
+
+interface ContainerState {
+  namespace: string;
+  pod: string;
+  podUid: string;
+  container: string;
+  node: string;
+  points: Point[];
+  /** When its latest sample arrived, on the operator's clock (samples carry the monitor's). */
+  lastArrival: number;
+  /** Disarmed after a trigger until usage falls below the rearm level. */
+  armed: Record<ContainerMetric, boolean>;
+  /** Only samples from here on count as evidence (set on rearm). */
+  since: Record<ContainerMetric, number>;
+}
+
+interface NodePoint {
+  slot: number;
+  ts: number;
+  cpuPercent: number;
+  memoryPercent: number;
+}
+
+interface NodeState {
+  containers: Set<string>;
+  points: NodePoint[];
+  since: number;
+}
+
+interface PodUse {
+  namespace: string;
+  pod: string;
+  podUid: string;
+  /** Summed over the pod's containers. */
+  total: number;
+  /** The container using the most, and how much. */
+  container: string;
+  top: number;
+  /** Newest sample among its containers. */
+  ts: number;
+}
+
+interface Policy extends EdgeNodePolicy {
+  intervalMs: number;
+  windowMs: number;
+  cooldownMs: number;
+}
+
+const podKey = (namespace: string, pod: string) => `${namespace}/${pod}`;
+const containerKey = (namespace: string, pod: string, container: string) =>
+  `${namespace}/${pod}/${container}`;
+const round2 = (n: number) => Math.round(n * 100) / 100;
+
+function rearmLevel(t: ResourceThreshold): number {
+  return Math.min(
+    t.triggerPercent,
+    t.rearmPercent ?? Math.max(0, t.triggerPercent - DEFAULT_REARM_GAP),
+  );
+}
+
+function normalize(p: EdgeNodePolicy): Policy {
+  const problems: string[] = [];
+  if (!(p.samplingIntervalSeconds > 0)) problems.push("samplingIntervalSeconds must be > 0");
+  if (!(p.sustainedWindowSeconds >= p.samplingIntervalSeconds)) {
+    problems.push("sustainedWindowSeconds must be >= samplingIntervalSeconds");
+  }
+  if (!(p.breachPercent > 0 && p.breachPercent <= 100))
+    problems.push("breachPercent must be 1-100");
+  if (!(p.cooldownSeconds >= 0)) problems.push("cooldownSeconds must be >= 0");
+  if (!(p.maxConcurrentMigrations >= 1)) problems.push("maxConcurrentMigrations must be >= 1");
+  if (problems.length) throw new RangeError(`Invalid EdgeNode policy: ${problems.join("; ")}`);
+  return {
+    ...p,
+    intervalMs: p.samplingIntervalSeconds * 1000,
+    windowMs: p.sustainedWindowSeconds * 1000,
+    cooldownMs: p.cooldownSeconds * 1000,
+  };
+}
+
+/**
+ * True when the points cover the whole window ending at `end` (the first interval may be
+ * half missing, 10% of the samples may be lost) and at least breachPercent% of them are
+ * above `trigger`. `end` is on the points' own clock: a monitor's clock for its samples.
+ */
+function sustainedBreach<P extends { ts: number }>(
+  points: readonly P[],
+  value: (p: P) => number,
+  trigger: number,
+  since: number,
+  policy: Policy,
+  end: number,
+): boolean {
+  const { intervalMs: interval, windowMs: window } = policy;
+  const start = end - window;
+  let count = 0;
+  let above = 0;
+  let oldest = Number.POSITIVE_INFINITY;
+  for (const p of points) {
+    if (p.ts <= start || p.ts < since || p.ts > end) continue;
+    count++;
+    if (value(p) > trigger) above++;
+    if (p.ts < oldest) oldest = p.ts;
+  }
+  const expected = Math.max(1, Math.round(window / interval));
+  if (count < Math.ceil(expected * (1 - MISSING_SAMPLES_TOLERATED))) return false;
+  if (oldest > start + 1.5 * interval) return false;
+  return above * 100 >= policy.breachPercent * count;
+}
+
+export class DecisionEngine {
+  readonly #edgeNodes = new Map<string, Policy>();
+  readonly #edgeOfNode = new Map<string, string>();
+  readonly #containers = new Map<string, ContainerState>();
+  readonly #nodes = new Map<string, NodeState>();
+  /** Pod key -> source node of its migration in flight. */
+  readonly #inFlight = new Map<string, string>();
+  readonly #podCooldownUntil = new Map<string, number>();
+  readonly #nodeCooldownUntil = new Map<string, number>();
+
+  /** Adds or replaces an EdgeNode's policy and node list. A node belongs to one EdgeNode: the last to claim it. */
+  configure(edgeNode: string, policy: EdgeNodePolicy): void {
+    const normalized = normalize(policy);
+    for (const [node, owner] of this.#edgeOfNode) {
+      if (owner === edgeNode && !(node in policy.nodes)) this.#dropNode(node);
+    }
+    this.#edgeNodes.set(edgeNode, normalized);
+    for (const node of Object.keys(policy.nodes)) this.#edgeOfNode.set(node, edgeNode);
+  }
+
+  removeEdgeNode(edgeNode: string): void {
+    for (const [node, owner] of this.#edgeOfNode) if (owner === edgeNode) this.#dropNode(node);
+    this.#edgeNodes.delete(edgeNode);
+  }
+
+  #dropNode(node: string): void {
+    this.#edgeOfNode.delete(node);
+    for (const key of this.#nodes.get(node)?.containers ?? []) this.#containers.delete(key);
+    this.#nodes.delete(node);
+  }
+
+  /** Records one verified sample; returns the migrations to start now (each already counted in flight). */
+  observe(sample: Observation, now: number): Decision[] {
+    const edgeNode = this.#edgeOfNode.get(sample.node);
+    const policy = edgeNode ? this.#edgeNodes.get(edgeNode) : undefined;
+    if (!edgeNode || !policy) return [];
+
+    const c = this.#container(sample);
+    const last = c.points.at(-1);
+    if (last && sample.ts <= last.ts) return [];
+    c.lastArrival = now;
+    c.points.push({
+      ts: sample.ts,
+      cpuPercent: sample.cpuPercent,
+      memoryPercent: sample.memoryPercent,
+      cpuCores: sample.cpuCores,
+      memoryBytes: sample.memoryBytes,
+    });
+    const keepFrom = sample.ts - policy.windowMs;
+    const firstKept = c.points.findIndex((p) => p.ts > keepFrom);
+    if (firstKept > 0) c.points.splice(0, firstKept);
+
+    const decisions: Decision[] = [];
+    const own = this.#evaluateContainer(c, edgeNode, policy, sample, now);
+    if (own) decisions.push(own);
+    this.#recordNode(sample.node, policy, now);
+    const pressure = this.#evaluateNode(sample.node, edgeNode, policy, now);
+    if (pressure) decisions.push(pressure);
+    return decisions;
+  }
+
+  #container(s: Observation): ContainerState {
+    const key = containerKey(s.namespace, s.pod, s.container);
+    const existing = this.#containers.get(key);
+    // Same name, new uid or node: a new pod, with nothing to inherit.
+    if (existing && existing.podUid === s.podUid && existing.node === s.node) return existing;
+    if (existing) this.#nodes.get(existing.node)?.containers.delete(key);
+    const c: ContainerState = {
+      namespace: s.namespace,
+      pod: s.pod,
+      podUid: s.podUid,
+      container: s.container,
+      node: s.node,
+      points: [],
+      lastArrival: 0,
+      armed: { cpu: true, memory: true },
+      since: { cpu: 0, memory: 0 },
+    };
+    this.#containers.set(key, c);
+    this.#nodeState(s.node).containers.add(key);
+    return c;
+  }
+
+  #nodeState(node: string): NodeState {
+    let n = this.#nodes.get(node);
+    if (!n) {
+      n = { containers: new Set(), points: [], since: 0 };
+      this.#nodes.set(node, n);
+    }
+    return n;
+  }
+
+  #evaluateContainer(
+    c: ContainerState,
+    edgeNode: string,
+    policy: Policy,
+    sample: Observation,
+    now: number,
+  ): Decision | undefined {
+    const metrics: [ContainerMetric, ResourceThreshold | undefined, (p: Point) => number][] = [
+      ["cpu", policy.thresholds.cpu, (p) => p.cpuPercent],
+      ["memory", policy.thresholds.memory, (p) => p.memoryPercent],
+    ];
+    for (const [metric, t, value] of metrics) {
+      if (t && !c.armed[metric] && value(sample) < rearmLevel(t)) {
+        c.armed[metric] = true;
+        c.since[metric] = sample.ts;
+      }
+    }
+    for (const [metric, t, value] of metrics) {
+      if (!t || !c.armed[metric]) continue;
+      if (!sustainedBreach(c.points, value, t.triggerPercent, c.since[metric], policy, sample.ts))
+        continue;
+      if (!this.#eligible(c.namespace, c.pod, c.node, edgeNode, policy, now)) return undefined;
+      c.armed[metric] = false;
+      this.#inFlight.set(podKey(c.namespace, c.pod), c.node);
+      return {
+        namespace: c.namespace,
+        pod: c.pod,
+        podUid: c.podUid,
+        container: c.container,
+        edgeNode,
+        node: c.node,
+        metric,
+        value: value(sample),
+        threshold: t.triggerPercent,
+        windowSeconds: policy.sustainedWindowSeconds,
+        sampledAt: new Date(sample.ts).toISOString(),
+      };
+    }
+    return undefined;
+  }
+
+  /** The container's latest sample, unless its monitor has been silent too long. */
+  #fresh(c: ContainerState, policy: Policy, now: number): Point | undefined {
+    const silent = now - c.lastArrival > STALE_AFTER_INTERVALS * policy.intervalMs;
+    return silent ? undefined : c.points.at(-1);
+  }
+
+  /** One node point per sampling interval: the sum of the latest fresh sample of each container. */
+  #recordNode(node: string, policy: Policy, now: number): void {
+    const alloc = policy.nodes[node];
+    const t = policy.thresholds.node;
+    if (!alloc || !t || (t.cpuPercent === undefined && t.memoryPercent === undefined)) return;
+    const n = this.#nodeState(node);
+    let cpu = 0;
+    let memory = 0;
+    for (const key of n.containers) {
+      const c = this.#containers.get(key);
+      const last = c && this.#fresh(c, policy, now);
+      if (!last) continue;
+      cpu += last.cpuCores;
+      memory += last.memoryBytes;
+    }
+    const point = {
+      slot: Math.floor(now / policy.intervalMs),
+      ts: now,
+      cpuPercent: alloc.cpuCores > 0 ? (cpu / alloc.cpuCores) * 100 : 0,
+      memoryPercent: alloc.memoryBytes > 0 ? (memory / alloc.memoryBytes) * 100 : 0,
+    };
+    const last = n.points.at(-1);
+    if (last && last.slot === point.slot) {
+      last.cpuPercent = point.cpuPercent;
+      last.memoryPercent = point.memoryPercent;
+    } else {
+      n.points.push(point);
+    }
+    const keepFrom = now - policy.windowMs;
+    const firstKept = n.points.findIndex((p) => p.ts > keepFrom);
+    if (firstKept > 0) n.points.splice(0, firstKept);
+  }
+
+  #evaluateNode(node: string, edgeNode: string, policy: Policy, now: number): Decision | undefined {
+    const t = policy.thresholds.node;
+    const n = this.#nodes.get(node);
+    if (!t || !n || n.points.length === 0) return undefined;
+    // A migration off this node is already relieving it.
+    for (const source of this.#inFlight.values()) if (source === node) return undefined;
+
+    const metrics: ["nodeCpu" | "nodeMemory", number | undefined, (p: NodePoint) => number][] = [
+      ["nodeCpu", t.cpuPercent, (p) => p.cpuPercent],
+      ["nodeMemory", t.memoryPercent, (p) => p.memoryPercent],
+    ];
+    for (const [metric, threshold, value] of metrics) {
+      if (threshold === undefined) continue;
+      if (!sustainedBreach(n.points, value, threshold, n.since, policy, now)) continue;
+      const victim = this.#busiest(node, metric, edgeNode, policy, now);
+      if (!victim) return undefined;
+      this.#inFlight.set(podKey(victim.namespace, victim.pod), node);
+      const latest = n.points.at(-1) as NodePoint;
+      return {
+        namespace: victim.namespace,
+        pod: victim.pod,
+        podUid: victim.podUid,
+        container: victim.container,
+        edgeNode,
+        node,
+        metric,
+        value: round2(value(latest)),
+        threshold,
+        windowSeconds: policy.sustainedWindowSeconds,
+        sampledAt: new Date(victim.ts).toISOString(),
+      };
+    }
+    return undefined;
+  }
+
+  /** The eligible pod with fresh data using the most of the resource, and its busiest container. */
+  #busiest(
+    node: string,
+    metric: "nodeCpu" | "nodeMemory",
+    edgeNode: string,
+    policy: Policy,
+    now: number,
+  ): PodUse | undefined {
+    const n = this.#nodes.get(node);
+    const use = (p: Point) => (metric === "nodeCpu" ? p.cpuCores : p.memoryBytes);
+    const pods = new Map<string, PodUse>();
+    for (const key of n?.containers ?? []) {
+      const c = this.#containers.get(key);
+      const last = c && this.#fresh(c, policy, now);
+      if (!c || !last) continue;
+      const k = podKey(c.namespace, c.pod);
+      let p = pods.get(k);
+      if (!p) {
+        p = {
+          namespace: c.namespace,
+          pod: c.pod,
+          podUid: c.podUid,
+          total: 0,
+          container: "",
+          top: -1,
+          ts: 0,
+        };
+        pods.set(k, p);
+      }
+      p.total += use(last);
+      p.ts = Math.max(p.ts, last.ts);
+      if (use(last) > p.top || (use(last) === p.top && c.container < p.container)) {
+        p.top = use(last);
+        p.container = c.container;
+      }
+    }
+    let best: PodUse | undefined;
+    // Sorted, so equal usage always picks the same pod.
+    for (const [, p] of [...pods].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      if (!this.#eligible(p.namespace, p.pod, node, edgeNode, policy, now)) continue;
+      if (!best || p.total > best.total) best = p;
+    }
+    return best;
+  }
+
+  #eligible(
+    namespace: string,
+    pod: string,
+    node: string,
+    edgeNode: string,
+    policy: Policy,
+    now: number,
+  ): boolean {
+    const key = podKey(namespace, pod);
+    if (this.#inFlight.has(key)) return false;
+    if ((this.#podCooldownUntil.get(key) ?? 0) > now) return false;
+    if ((this.#nodeCooldownUntil.get(node) ?? 0) > now) return false;
+    return this.inFlightCount(edgeNode) < policy.maxConcurrentMigrations;
+  }
+
+  /** Migrations in flight from the nodes of one EdgeNode. */
+  inFlightCount(edgeNode: string): number {
+    let n = 0;
+    for (const node of this.#inFlight.values()) if (this.#edgeOfNode.get(node) === edgeNode) n++;
+    return n;
+  }
+
+  /**
+   * A migration the engine did not decide (created by hand, or found at start-up) is in
+   * flight: it blocks the pod and counts against the EdgeNode's cap. Idempotent.
+   */
+  migrationStarted(namespace: string, pod: string, node: string): void {
+    this.#inFlight.set(podKey(namespace, pod), node);
+  }
+
+  /** A migration ended (either way): the pod and its source node cool down from `now`. */
+  migrationFinished(namespace: string, pod: string, now: number): void {
+    const key = podKey(namespace, pod);
+    const node = this.#inFlight.get(key);
+    this.#inFlight.delete(key);
+    if (node === undefined) return;
+    const edgeNode = this.#edgeOfNode.get(node);
+    const policy = edgeNode ? this.#edgeNodes.get(edgeNode) : undefined;
+    const until = now + (policy?.cooldownMs ?? 0);
+    for (const [k, t] of this.#podCooldownUntil) if (t <= now) this.#podCooldownUntil.delete(k);
+    this.#podCooldownUntil.set(key, until);
+    this.#nodeCooldownUntil.set(node, Math.max(until, this.#nodeCooldownUntil.get(node) ?? 0));
+    // The node's load changed when the pod left (or did not): judge it on new samples only.
+    const n = this.#nodes.get(node);
+    if (n) n.since = now + 1;
+  }
+
+  /** Drops a pod's samples (deleted or moved). Migrations in flight and cooldowns stay. */
+  forget(namespace: string, pod: string): void {
+    for (const [key, c] of this.#containers) {
+      if (c.namespace !== namespace || c.pod !== pod) continue;
+      this.#containers.delete(key);
+      this.#nodes.get(c.node)?.containers.delete(key);
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import type { V1Node, V1Pod } from "@kubernetes/client-node";
+import { describe, expect, it } from "vitest";
+import { eligibility, missingMonitors, monitoredContainers, monitorName } from "./inject.ts";
+
+const node: V1Node = { status: { allocatable: { cpu: "4", memory: "8Gi" } } };
+const settings = { image: "img:1", natsUrl: "nats://n:4222", intervalSeconds: 2 };
+
+function pod(over: Partial<V1Pod> = {}, meta: Partial<NonNullable<V1Pod["metadata"]>> = {}): V1Pod {
+  return {
+    metadata: { name: "web", namespace: "apps", uid: "u-1", labels: { app: "web" }, ...meta },
+    spec: {
+      nodeName: "edge-1",
+      containers: [
+        { name: "app", resources: { limits: { cpu: "500m", memory: "256Mi" } } },
+        { name: "sidecar" },
+      ],
+    },
+    status: { phase: "Running" },
+    ...over,
+  };
+}
+
+describe("eligibility", () => {
+  it.each([
+    ["running pod", pod(), undefined, true],
+    ["pending pod", pod({ status: { phase: "Pending" } }), undefined, false],
+    ["opted out", pod({}, { annotations: { "edgeshift.dev/migrate": "false" } }), undefined, false],
+    [
+      "mirror pod",
+      pod({}, { annotations: { "kubernetes.io/config.mirror": "x" } }),
+      undefined,
+      false,
+    ],
+    [
+      "DaemonSet pod",
+      pod(
+        {},
+        { ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: "d", uid: "x" }] },
+      ),
+      undefined,
+      false,
+    ],
+    ["operator namespace", pod({}, { namespace: "edgeshift-system" }), undefined, false],
+    [
+      "edgeshift's own",
+      pod({}, { labels: { "app.kubernetes.io/part-of": "edgeshift" } }),
+      undefined,
+      false,
+    ],
+    ["namespace not selected", pod(), { namespaces: ["other"] }, false],
+    ["namespace excluded", pod(), { excludeNamespaces: ["apps"] }, false],
+    ["labels not selected", pod(), { selector: { matchLabels: { app: "db" } } }, false],
+    [
+      "labels selected",
+      pod(),
+      { selector: { matchLabels: { app: "web" } }, namespaces: ["apps"] },
+      true,
+    ],
+    ["terminating", pod({}, { deletionTimestamp: new Date() }), undefined, false],
+  ])("%s", (_name, p, selection, eligible) => {
+    expect(eligibility(p, selection, "edgeshift-system").eligible).toBe(eligible);
+  });
+});
+
+describe("missingMonitors", () => {
+  it("adds one monitor per app container with its limit, or the node's allocatable", () => {
+    const m = missingMonitors(pod(), node, settings);
+    expect(m.map((c) => [c.name, c.targetContainerName])).toEqual([
+      ["edgeshift-mon-app", "app"],
+      ["edgeshift-mon-sidecar", "sidecar"],
+    ]);
+    const env = (i: number, k: string) => m[i]?.env?.find((e) => e.name === k);
+    expect(env(0, "EDGESHIFT_CPU_LIMIT_CORES")?.value).toBe("0.5");
+    expect(env(0, "EDGESHIFT_MEMORY_LIMIT_BYTES")?.value).toBe(String(256 * 2 ** 20));
+    expect(env(1, "EDGESHIFT_CPU_LIMIT_CORES")?.value).toBe("4");
+    expect(env(0, "EDGESHIFT_INTERVAL_SECONDS")?.value).toBe("2");
+    expect(env(0, "EDGESHIFT_SIGNING_KEY")?.valueFrom?.secretKeyRef).toEqual({
+      name: "edgeshift-monitor-u-1",
+      key: "app",
+    });
+    expect(env(0, "EDGESHIFT_SIGNING_KEY")?.value).toBeUndefined();
+  });
+
+  it("adds nothing for containers that already have their monitor", () => {
+    const p = pod();
+    if (p.spec) p.spec.ephemeralContainers = [{ name: "edgeshift-mon-app" }];
+    expect(missingMonitors(p, node, settings).map((c) => c.targetContainerName)).toEqual([
+      "sidecar",
+    ]);
+    expect(monitoredContainers(p)).toBe(1);
+  });
+
+  it("waits when neither the container nor the node gives a limit", () => {
+    expect(missingMonitors(pod(), undefined, settings).map((c) => c.targetContainerName)).toEqual([
+      "app",
+    ]);
+  });
+
+  it("keeps long container names valid DNS labels and distinct", () => {
+    const long = "a".repeat(63);
+    const other = `${"a".repeat(62)}b`;
+    expect(monitorName(long)).toHaveLength(63);
+    expect(monitorName(long)).not.toBe(monitorName(other));
+    expect(monitorName(long)).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+  });
+});
