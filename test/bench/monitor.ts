@@ -25,8 +25,9 @@ function startMonitor(
   targetPid: number,
   pod: string,
   intervalSeconds: number,
+  command: string[] = [join(repoRoot, "sidecar/main.ts")],
 ): ChildProcess {
-  return spawn(process.execPath, [join(repoRoot, "sidecar/main.ts")], {
+  return spawn(process.execPath, command, {
     env: {
       PATH: process.env.PATH,
       EDGESHIFT_NATS_URL: natsUrl,
@@ -46,13 +47,18 @@ function startMonitor(
   });
 }
 
-function procStats(pid: number): { cpuSec: number; rssMB: number; hwmMB: number } {
+function procStats(pid: number): { cpuSec: number; rssMB: number; hwmMB: number; anonMB: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]);
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { cpuSec: ticks / 100, rssMB: kb("VmRSS") / 1024, hwmMB: kb("VmHWM") / 1024 };
+  return {
+    cpuSec: ticks / 100,
+    rssMB: kb("VmRSS") / 1024,
+    hwmMB: kb("VmHWM") / 1024,
+    anonMB: kb("RssAnon") / 1024,
+  };
 }
 
 async function kill(p: ChildProcess): Promise<void> {
@@ -66,12 +72,17 @@ export interface FootprintResult {
   samples: number;
   rssMB: number;
   peakRssMB: number;
+  /** Private memory; the rest of RSS is the node binary's file pages, shared by every monitor on a node. */
+  anonMB: number;
   cpuPercentOfCore: number;
   cpuMsPerSample: number;
 }
 
 /** RSS and CPU of one monitor at 1 sample/s over `seconds` (after a 3 s warm-up). */
-export async function monitorFootprint(seconds: number): Promise<FootprintResult> {
+export async function monitorFootprint(
+  seconds: number,
+  command?: string[],
+): Promise<FootprintResult> {
   const nats = await startNats("bench-mon-nats");
   const nc = await connect({ servers: nats.url });
   let samples = 0;
@@ -79,7 +90,7 @@ export async function monitorFootprint(seconds: number): Promise<FootprintResult
   const target = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], {
     stdio: "ignore",
   });
-  const mon = startMonitor(nats.url, target.pid ?? 0, "footprint", 1);
+  const mon = startMonitor(nats.url, target.pid ?? 0, "footprint", 1, command);
   await new Promise((r) => setTimeout(r, 3000));
   const before = procStats(mon.pid ?? 0);
   const s0 = samples;
@@ -96,6 +107,7 @@ export async function monitorFootprint(seconds: number): Promise<FootprintResult
     samples: n,
     rssMB: after.rssMB,
     peakRssMB: after.hwmMB,
+    anonMB: after.anonMB,
     cpuPercentOfCore: (cpu / seconds) * 100,
     cpuMsPerSample: n ? (cpu * 1000) / n : Number.NaN,
   };
