@@ -3,6 +3,7 @@
 // /metrics /healthz /readyz, and drains on SIGTERM.
 import { createServer } from "node:http";
 import {
+  AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -75,6 +76,8 @@ const edgeNodes = new EdgeNodeController({
   kubeConfig: kc,
   core,
   custom,
+  apps: kc.makeApiClient(AppsV1Api),
+  agentImage: config.monitorImage,
   recorder,
   log,
   registry,

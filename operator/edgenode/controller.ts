@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import type {
+  AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
@@ -22,8 +24,15 @@ import {
 import { getCondition, setCondition, statusChanged } from "../kube/conditions.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { type InformerMetrics, SupervisedInformer } from "../kube/informer.ts";
-import { isConflict, isNotFound, mergePatch } from "../kube/patch.ts";
+import {
+  FIELD_MANAGER,
+  isConflict,
+  isNotFound,
+  mergePatch,
+  serverSideApply,
+} from "../kube/patch.ts";
 import { type QueueMetrics, RequeueError, WorkQueue } from "../kube/workqueue.ts";
+import { agentDaemonSet } from "./agent.ts";
 import { type InjectionMetrics, PodWatcher } from "./podwatcher.ts";
 import { checkpointCondition, type NodeSupport, runtimeSupport } from "./preflight.ts";
 
@@ -31,6 +40,9 @@ export interface EdgeNodeControllerDeps {
   kubeConfig: KubeConfig;
   core: CoreV1Api;
   custom: CustomObjectsApi;
+  apps: AppsV1Api;
+  /** The edgeshift image, for the agent DaemonSets. */
+  agentImage: string;
   recorder: EventRecorder;
   log: Logger;
   registry: Registry;
@@ -75,6 +87,8 @@ export class EdgeNodeController {
   private readonly watcherGauge: Gauge;
   private running = false;
   private hooks: EdgeNodeHooks = {};
+  /** Hash of the agent DaemonSet last applied per EdgeNode: apply only on change (and once after start). */
+  private readonly appliedAgents = new Map<string, string>();
 
   constructor(deps: EdgeNodeControllerDeps) {
     this.deps = deps;
@@ -225,6 +239,30 @@ export class EdgeNodeController {
     return w;
   }
 
+  /** Checkpoints need the node-local agent; EdgeNodes without a registry cannot push one, so get none. */
+  private async ensureAgent(en: EdgeNode): Promise<void> {
+    const name = en.metadata.name ?? "";
+    if (!en.spec.registry) return;
+    const ds = agentDaemonSet(en, {
+      namespace: this.deps.operatorNamespace,
+      image: this.deps.agentImage,
+    });
+    const hash = createHash("sha256").update(JSON.stringify(ds)).digest("hex");
+    if (this.appliedAgents.get(name) === hash) return;
+    await this.deps.apps.patchNamespacedDaemonSet(
+      {
+        name: ds.metadata?.name ?? "",
+        namespace: this.deps.operatorNamespace,
+        body: ds,
+        fieldManager: FIELD_MANAGER,
+        force: true,
+      },
+      serverSideApply,
+    );
+    this.appliedAgents.set(name, hash);
+    this.log.info({ edgeNode: name, daemonSet: ds.metadata?.name }, "Applied agent DaemonSet");
+  }
+
   private async reconcile(name: string): Promise<undefined | { requeueAfterMs: number }> {
     if (!this.running) return undefined;
     const log = this.log.child({ key: name });
@@ -232,6 +270,8 @@ export class EdgeNodeController {
     if (!en || en.metadata.deletionTimestamp) {
       for (const w of this.watchersFor(name)) await this.stopWatcher(`${name}/${w.node}`);
       this.hooks.onEdgeNodeGone?.(name);
+      // The agent DaemonSet is owned by the EdgeNode: the garbage collector removes it.
+      this.appliedAgents.delete(name);
       return undefined;
     }
 
@@ -307,6 +347,7 @@ export class EdgeNodeController {
     );
 
     this.hooks.onEdgeNode?.(en, matched);
+    await this.ensureAgent(en);
     const extra = this.hooks.extraStatus?.(name) ?? {};
     const status: EdgeNodeStatus = {
       ...en.status,

@@ -238,7 +238,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
           "--secure-port=0",
           `--root-ca-file=${pki.caCert}`,
           `--service-account-private-key-file=${pki.saKey}`,
-          "--use-service-account-credentials=false",
+          // Each controller acts as its own ServiceAccount with the bootstrap RBAC roles,
+          // as in kubeadm clusters (the garbage collector needs its delete rights).
+          "--use-service-account-credentials=true",
           "--v=1",
         ],
         { logDir },

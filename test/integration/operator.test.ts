@@ -345,6 +345,48 @@ describe("operator core", () => {
       },
     );
     expect(c2?.reason).toBe("AllNodesSupported");
+
+    // The EdgeNode names a registry: it gets its node-local agent, owned by it.
+    const apps = c.kc.makeApiClient((await import("@kubernetes/client-node")).AppsV1Api);
+    const ds = await waitUntil(
+      "the agent DaemonSet",
+      async () =>
+        apps.readNamespacedDaemonSet({
+          namespace: OPERATOR_NAMESPACE,
+          name: "edgeshift-agent-pf-edge",
+        }),
+      { timeoutMs: 10_000 },
+    );
+    const en2 = await getEdgeNode("pf-edge");
+    expect(ds.metadata?.ownerReferences?.[0]).toMatchObject({
+      kind: "EdgeNode",
+      uid: en2.metadata.uid,
+      controller: true,
+    });
+    expect(
+      ds.spec?.template.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+        ?.nodeSelectorTerms,
+    ).toEqual([{ matchExpressions: [{ key: GROUP_LABEL, operator: "In", values: ["pf"] }] }]);
+    expect(ds.spec?.template.spec?.serviceAccountName).toBe("edgeshift-agent");
+    // The real garbage collector removes it with its EdgeNode.
+    await c.custom.deleteClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: EDGENODE_PLURAL,
+      name: "pf-edge",
+    });
+    await waitUntil(
+      "the agent DaemonSet to be collected",
+      async () =>
+        apps
+          .readNamespacedDaemonSet({
+            namespace: OPERATOR_NAMESPACE,
+            name: "edgeshift-agent-pf-edge",
+          })
+          .then(() => undefined)
+          .catch(() => true),
+      { timeoutMs: 30_000 },
+    );
   });
 
   it("fails over to a standby replica when the leader dies", async () => {
