@@ -346,6 +346,8 @@ export const MigrationConditionReason = {
   CheckpointFailed: "CheckpointFailed",
   ArchiveInvalid: "ArchiveInvalid",
   PushFailed: "PushFailed",
+  /** ImagePushed False: the registry did not answer (down, unreachable, 5xx). */
+  RegistryUnavailable: "RegistryUnavailable",
   TargetUnschedulable: "TargetUnschedulable",
   RestoreFailed: "RestoreFailed",
   RestoreTimeout: "RestoreTimeout",

@@ -1,0 +1,411 @@
+import { access, readFile } from "node:fs/promises";
+import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { formatDuration } from "../../operator/api/duration.ts";
+import {
+  type ContainerCheckpointStatus,
+  GROUP,
+  MIGRATION_PLURAL,
+  type Migration,
+  type MigrationList,
+  type MigrationStatus,
+  SOURCE_NODE_LABEL,
+  VERSION,
+} from "../../operator/api/v1alpha1.ts";
+import { getCondition, setCondition } from "../../operator/kube/conditions.ts";
+import { type InformerMetrics, SupervisedInformer } from "../../operator/kube/informer.ts";
+import { isConflict, isNotFound, mergePatch } from "../../operator/kube/patch.ts";
+import { RequeueError, WorkQueue } from "../../operator/kube/workqueue.ts";
+import { ArchiveError } from "../archive/errors.ts";
+import { deleteArchive } from "../archive/gc.ts";
+import { validateArchive } from "../archive/validate.ts";
+import { CheckpointError, checkpoint } from "../kubelet/client.ts";
+import { tagForMigration } from "../oci/tag.ts";
+import type { RegistryCredentials } from "../registry/auth.ts";
+import { RegistryError } from "../registry/client.ts";
+import { pushCheckpointImage } from "../registry/push.ts";
+import type { AgentConfig } from "./config.ts";
+
+/** A step failed for good: its condition goes False with this reason. */
+class StepFailure extends Error {
+  readonly condition: "Checkpointed" | "ImagePushed";
+  readonly reason: string;
+  constructor(condition: "Checkpointed" | "ImagePushed", reason: string, message: string) {
+    super(message);
+    this.condition = condition;
+    this.reason = reason;
+  }
+}
+
+export interface AgentDeps {
+  config: AgentConfig;
+  kubeConfig: KubeConfig;
+  custom: CustomObjectsApi;
+  log: Logger;
+  registry: Registry;
+  credentials: () => Promise<RegistryCredentials | undefined>;
+  informerMetrics?: InformerMetrics;
+}
+
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+
+/**
+ * The node-local half of a migration. For each Migration of a pod on this node
+ * in the Checkpointing phase: kubelet checkpoint -> validate -> pack and push
+ * -> delete the archive, writing every result to status before the next step,
+ * so a restarted agent resumes instead of checkpointing or pushing twice.
+ */
+export class AgentController {
+  private readonly deps: AgentDeps;
+  private readonly log: Logger;
+  private readonly informer: SupervisedInformer<Migration>;
+  private readonly queue: WorkQueue;
+  private readonly steps: Histogram<"step">;
+  private readonly results: Counter<"step" | "result">;
+  private readonly bytes: Counter<"kind">;
+
+  constructor(deps: AgentDeps) {
+    this.deps = deps;
+    this.log = deps.log.child({ controller: "agent", node: deps.config.node });
+    const labelSelector = `${SOURCE_NODE_LABEL}=${deps.config.node}`;
+    this.queue = new WorkQueue({ name: "agent-migrations", log: this.log, baseDelayMs: 500 });
+    this.informer = new SupervisedInformer<Migration>({
+      kubeConfig: deps.kubeConfig,
+      resource: "migrations",
+      path: `/apis/${GROUP}/${VERSION}/${MIGRATION_PLURAL}`,
+      labelSelector,
+      list: async () =>
+        (await deps.custom.listClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: MIGRATION_PLURAL,
+          labelSelector,
+        })) as MigrationList,
+      onChange: (m) => this.queue.add(`${m.metadata.namespace}/${m.metadata.name}`),
+      log: this.log,
+      metrics: deps.informerMetrics,
+    });
+    this.steps = new Histogram({
+      name: "edgeshift_agent_step_duration_seconds",
+      help: "Duration of the agent's steps (checkpoint, push) per container",
+      labelNames: ["step"],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+      registers: [deps.registry],
+    });
+    this.results = new Counter({
+      name: "edgeshift_agent_steps_total",
+      help: "Agent steps by result",
+      labelNames: ["step", "result"],
+      registers: [deps.registry],
+    });
+    this.bytes = new Counter({
+      name: "edgeshift_agent_bytes_total",
+      help: "Checkpoint archive bytes read and layer bytes uploaded",
+      labelNames: ["kind"],
+      registers: [deps.registry],
+    });
+  }
+
+  get synced(): boolean {
+    return this.informer.hasSynced;
+  }
+
+  get healthy(): boolean {
+    return this.informer.healthy;
+  }
+
+  async start(): Promise<void> {
+    this.queue.start((key) => this.reconcile(key), 1);
+    await this.informer.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.informer.stop();
+    await this.queue.shutdown();
+  }
+
+  /** Our turn: the operator moved it to Checkpointing and no step has ended it. */
+  private ours(m: Migration): boolean {
+    if (m.metadata.labels?.[SOURCE_NODE_LABEL] !== this.deps.config.node) return false;
+    if (m.status?.phase !== "Checkpointing" && m.status?.phase !== "Pushing") return false;
+    const conds = m.status?.conditions;
+    if (getCondition(conds, "Checkpointed")?.status === "False") return false;
+    const pushed = getCondition(conds, "ImagePushed")?.status;
+    return pushed !== "True" && pushed !== "False";
+  }
+
+  private async reconcile(key: string): Promise<undefined> {
+    const [namespace = "", name = ""] = key.split("/");
+    let m = this.informer.get(name, namespace);
+    if (!m || !this.ours(m)) return undefined;
+    const log = this.log.child({ key });
+    const containers = m.status?.containers?.map((c) => c.name) ?? m.spec.containers ?? [];
+    try {
+      if (containers.length === 0) {
+        throw new StepFailure(
+          "Checkpointed",
+          "CheckpointFailed",
+          "the Migration lists no container to checkpoint",
+        );
+      }
+      if (getCondition(m.status?.conditions, "Checkpointed")?.status !== "True") {
+        m = await this.checkpointAll(m, containers, log);
+      }
+      m = await this.pushAll(m, containers, log);
+    } catch (err) {
+      if (err instanceof RequeueError || isConflict(err)) throw new RequeueError("conflict");
+      const failure = this.classify(err);
+      log.warn({ err, reason: failure.reason }, "Migration step failed");
+      this.results.inc({ step: failure.condition, result: failure.reason });
+      await this.cleanup(m, log);
+      await this.writeStatus(m, (s) => {
+        s.conditions = setCondition(
+          s.conditions,
+          {
+            type: failure.condition,
+            status: "False",
+            reason: failure.reason,
+            message: failure.message,
+            observedGeneration: m?.metadata.generation,
+          },
+          new Date(),
+        );
+        s.failureReason = failure.reason;
+        s.message = failure.message;
+      });
+    }
+    return undefined;
+  }
+
+  private async checkpointAll(
+    m0: Migration,
+    containers: string[],
+    log: Logger,
+  ): Promise<Migration> {
+    const { config } = this.deps;
+    let m = m0;
+    const started = Date.now();
+    if (!m.status?.timestamps?.checkpointStarted) {
+      m = await this.writeStatus(m, (s) => {
+        s.timestamps = { ...s.timestamps, checkpointStarted: now() };
+        s.conditions = setCondition(
+          s.conditions,
+          {
+            type: "Checkpointed",
+            status: "Unknown",
+            reason: "InProgress",
+            message: "checkpointing through the kubelet",
+          },
+          new Date(),
+        );
+      });
+    }
+    for (const name of containers) {
+      const entry = m.status?.containers?.find((c) => c.name === name);
+      // A restarted agent finds the archive it already made: no second checkpoint.
+      if (entry?.archivePath && (await exists(entry.archivePath))) continue;
+      const t0 = performance.now();
+      const path = await checkpoint(
+        { namespace: m.metadata.namespace ?? "", pod: m.spec.podName, container: name },
+        {
+          host: config.kubeletHost,
+          port: config.kubeletPort,
+          token: async () => (await readFile(config.tokenFile, "utf8")).trim(),
+          ca: await readFile(config.kubeletCaFile),
+          timeoutSeconds: config.checkpointTimeoutSeconds,
+          logger: log,
+        },
+      );
+      const info = await validateArchive(path, { checkpointDir: config.checkpointDir });
+      this.steps.observe({ step: "checkpoint" }, (performance.now() - t0) / 1000);
+      this.results.inc({ step: "checkpoint", result: "success" });
+      log.info(
+        { container: name, archive: info.path, bytes: info.sizeBytes },
+        "Checkpointed container",
+      );
+      m = await this.writeStatus(m, (s) => {
+        s.containers = upsert(s.containers, {
+          name,
+          archivePath: info.path,
+          archiveSizeBytes: info.sizeBytes,
+        });
+      });
+    }
+    const seconds = (Date.now() - started) / 1000;
+    return this.writeStatus(m, (s) => {
+      s.timestamps = { ...s.timestamps, checkpointed: now() };
+      s.phase = "Pushing";
+      s.conditions = setCondition(
+        s.conditions,
+        {
+          type: "Checkpointed",
+          status: "True",
+          reason: "CheckpointCreated",
+          message: `checkpointed ${containers.length} container(s) in ${formatDuration(seconds)}`,
+        },
+        new Date(),
+      );
+    });
+  }
+
+  private async pushAll(m0: Migration, containers: string[], log: Logger): Promise<Migration> {
+    const { config } = this.deps;
+    let m = m0;
+    const started = Date.now();
+    const credentials = await this.deps.credentials();
+    const ca = config.registryCaFile ? await readFile(config.registryCaFile) : undefined;
+    for (const name of containers) {
+      const entry = m.status?.containers?.find((c) => c.name === name);
+      if (entry?.digest) continue;
+      if (!entry?.archivePath)
+        throw new StepFailure("ImagePushed", "ArchiveInvalid", `no archive recorded for ${name}`);
+      const info = await validateArchive(entry.archivePath, {
+        checkpointDir: config.checkpointDir,
+      });
+      const t0 = performance.now();
+      const res = await this.withRetries(() =>
+        pushCheckpointImage({
+          archive: info,
+          repository: config.registryRepository,
+          tag: tagForMigration(m.metadata.name ?? "", name),
+          compression: config.compression,
+          insecure: config.registryInsecure,
+          ca,
+          credentials,
+          logger: log,
+        }),
+      );
+      this.steps.observe({ step: "push" }, (performance.now() - t0) / 1000);
+      this.results.inc({ step: "push", result: "success" });
+      this.bytes.inc({ kind: "archive" }, res.sizes.archiveBytes);
+      this.bytes.inc({ kind: "uploaded" }, res.sizes.uploadedBytes);
+      log.info(
+        { container: name, image: res.reference, digest: res.digest, bytes: res.sizes.layerBytes },
+        "Pushed checkpoint image",
+      );
+      m = await this.writeStatus(m, (s) => {
+        s.containers = upsert(s.containers, {
+          name,
+          image: res.pinnedReference,
+          digest: res.digest,
+          imageSizeBytes: res.sizes.layerBytes,
+        });
+      });
+      // The image holds the checkpoint now; the archive (process memory) must not linger on the node.
+      await deleteArchive(config.checkpointDir, info.path, { logger: log });
+    }
+    const seconds = (Date.now() - started) / 1000;
+    return this.writeStatus(m, (s) => {
+      s.timestamps = { ...s.timestamps, imagePushed: now() };
+      s.conditions = setCondition(
+        s.conditions,
+        {
+          type: "ImagePushed",
+          status: "True",
+          reason: "ImagePushed",
+          message: `pushed ${containers.length} checkpoint image(s) in ${formatDuration(seconds)}`,
+        },
+        new Date(),
+      );
+    });
+  }
+
+  /** A registry that does not answer gets two more tries with backoff before the step fails. */
+  private async withRetries<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (attempt >= 3 || this.classify(err).reason !== "RegistryUnavailable") throw err;
+        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+      }
+    }
+  }
+
+  private classify(err: unknown): StepFailure {
+    if (err instanceof StepFailure) return err;
+    if (err instanceof CheckpointError) {
+      const reason =
+        err.reason === "RuntimeUnsupported" ? "RuntimeUnsupported" : "CheckpointFailed";
+      return new StepFailure("Checkpointed", reason, `${err.reason}: ${err.message}`);
+    }
+    if (err instanceof ArchiveError)
+      return new StepFailure("Checkpointed", "ArchiveInvalid", err.message);
+    if (err instanceof RegistryError) {
+      const down = err.status === undefined || err.status >= 500;
+      return new StepFailure(
+        "ImagePushed",
+        down ? "RegistryUnavailable" : "PushFailed",
+        err.message,
+      );
+    }
+    const code = (err as NodeJS.ErrnoException | undefined)?.code ?? "";
+    if (["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND"].includes(code)) {
+      return new StepFailure("ImagePushed", "RegistryUnavailable", (err as Error).message);
+    }
+    return new StepFailure("ImagePushed", "PushFailed", (err as Error)?.message ?? String(err));
+  }
+
+  /** After a failure nothing of the checkpoint stays on the node. */
+  private async cleanup(m: Migration | undefined, log: Logger): Promise<void> {
+    const latest = m
+      ? (this.informer.get(m.metadata.name ?? "", m.metadata.namespace) ?? m)
+      : undefined;
+    for (const c of latest?.status?.containers ?? []) {
+      if (!c.archivePath) continue;
+      await deleteArchive(this.deps.config.checkpointDir, c.archivePath, { logger: log }).catch(
+        (err) => log.warn({ err, archive: c.archivePath }, "Failed to delete archive"),
+      );
+    }
+  }
+
+  /**
+   * Merge-patches status with the resourceVersion we read: a concurrent writer
+   * (the operator) makes it fail with 409 and the step re-runs from what is recorded.
+   */
+  private async writeStatus(
+    m: Migration,
+    mutate: (s: MigrationStatus) => void,
+  ): Promise<Migration> {
+    const status: MigrationStatus = structuredClone(m.status ?? {});
+    mutate(status);
+    try {
+      return (await this.deps.custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          plural: MIGRATION_PLURAL,
+          namespace: m.metadata.namespace ?? "",
+          name: m.metadata.name ?? "",
+          body: { metadata: { resourceVersion: m.metadata.resourceVersion }, status },
+        },
+        mergePatch,
+      )) as Migration;
+    } catch (err) {
+      if (isNotFound(err))
+        throw new StepFailure("Checkpointed", "CheckpointFailed", "the Migration was deleted");
+      throw err;
+    }
+  }
+}
+
+function upsert(
+  list: ContainerCheckpointStatus[] | undefined,
+  entry: ContainerCheckpointStatus,
+): ContainerCheckpointStatus[] {
+  const out = [...(list ?? [])];
+  const i = out.findIndex((c) => c.name === entry.name);
+  if (i >= 0) out[i] = { ...out[i], ...entry };
+  else out.push(entry);
+  return out;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
