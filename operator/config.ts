@@ -22,6 +22,8 @@ export interface OperatorConfig {
   logLevel: string;
   shutdownTimeoutMs: number;
   workers: number;
+  restoreTimeoutMs: number;
+  checkpointTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -128,6 +130,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): OperatorConfig {
     problems.push(`EDGESHIFT_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
   const shutdownTimeoutMs = dur("EDGESHIFT_SHUTDOWN_TIMEOUT", "10s");
   const workers = int("EDGESHIFT_WORKERS", 4, 1, 64);
+  const restoreTimeoutMs = dur("EDGESHIFT_RESTORE_TIMEOUT", "120s");
+  const checkpointTimeoutMs = dur("EDGESHIFT_CHECKPOINT_TIMEOUT", "300s");
 
   if (problems.length) throw new ConfigError(problems);
   return {
@@ -148,5 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): OperatorConfig {
     logLevel,
     shutdownTimeoutMs,
     workers,
+    restoreTimeoutMs,
+    checkpointTimeoutMs,
   };
 }

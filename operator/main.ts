@@ -21,6 +21,7 @@ import { EventRecorder } from "./kube/events.ts";
 import { informerMetrics } from "./kube/informer.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { queueMetrics } from "./kube/workqueue.ts";
+import { MigrationController } from "./migration/controller.ts";
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -72,6 +73,7 @@ const recorder = new EventRecorder({
 });
 
 const informers = informerMetrics(registry);
+const workQueueMetrics = queueMetrics(registry);
 const edgeNodes = new EdgeNodeController({
   kubeConfig: kc,
   core,
@@ -87,7 +89,7 @@ const edgeNodes = new EdgeNodeController({
   monitorNatsUrl: config.monitorNatsUrl,
   workers: config.workers,
   informerMetrics: informers,
-  queueMetrics: queueMetrics(registry),
+  queueMetrics: workQueueMetrics,
   injectionMetrics: injectionMetrics(registry),
 });
 
@@ -111,6 +113,21 @@ const decisions = new DecisionController({
   log,
   informerMetrics: informers,
 });
+
+const migrations = new MigrationController({
+  core,
+  custom,
+  migrations: decisions.migrations,
+  edgeNodes,
+  recorder,
+  registry,
+  log,
+  workers: config.workers,
+  restoreTimeoutMs: config.restoreTimeoutMs,
+  checkpointTimeoutMs: config.checkpointTimeoutMs,
+  queueMetrics: workQueueMetrics,
+});
+decisions.onMigrationChange((m) => migrations.enqueue(m));
 
 let leading = !config.leaderElection;
 let workersStarted = false;
@@ -144,6 +161,7 @@ async function startLeading(): Promise<void> {
   leaderGauge.set(1);
   await decisions.start();
   edgeNodes.startWorkers();
+  migrations.start();
   workersStarted = true;
   log.info("Started controllers");
 }
@@ -178,6 +196,7 @@ async function shutdown(signal: string): Promise<void> {
     process.exit(1);
   }, config.shutdownTimeoutMs);
   force.unref();
+  await migrations.stop();
   await decisions.stop();
   await edgeNodes.stop();
   await elector?.release();

@@ -341,6 +341,14 @@ export const MigrationConditionReason = {
   FellBackToRestart: "FellBackToRestart",
   // Failures (Succeeded False, status.failureReason).
   PodNotFound: "PodNotFound",
+  /** The pod has no container of a name in spec.containers. */
+  ContainerNotFound: "ContainerNotFound",
+  /** StatefulSet, DaemonSet or another owner whose pods cannot be moved safely. */
+  UnsupportedOwner: "UnsupportedOwner",
+  /** No cloud node qualifies (selector, Ready, taints, architecture, room), or spec.targetNode does not. */
+  NoTarget: "NoTarget",
+  /** The agent did not report on the checkpoint in time. */
+  CheckpointTimeout: "CheckpointTimeout",
   NotOnEdgeNode: "NotOnEdgeNode",
   RuntimeUnsupported: "RuntimeUnsupported",
   CheckpointFailed: "CheckpointFailed",

@@ -63,6 +63,7 @@ export class DecisionController {
   private staleTimer: NodeJS.Timeout | undefined;
   private lastStale = new Map<string, number>();
   private readonly now: () => number;
+  private readonly listeners: ((m: Migration) => void)[] = [];
 
   constructor(deps: DecisionControllerDeps) {
     this.deps = deps;
@@ -103,6 +104,11 @@ export class DecisionController {
       log: this.log.child({ informer: "migrations" }),
       metrics: deps.informerMetrics,
     });
+  }
+
+  /** Other controllers hear of every Migration change through the one shared informer. */
+  onMigrationChange(fn: (m: Migration) => void): void {
+    this.listeners.push(fn);
   }
 
   async start(): Promise<void> {
@@ -233,6 +239,7 @@ export class DecisionController {
   }
 
   private onMigration(m: Migration): void {
+    for (const fn of this.listeners) fn(m);
     const ns = m.metadata.namespace ?? "";
     const uid = m.metadata.uid ?? "";
     const node = m.metadata.labels?.[SOURCE_NODE_LABEL] ?? m.status?.sourceNode ?? "";

@@ -138,6 +138,14 @@ export class EdgeNodeController {
     this.queue.add(name);
   }
 
+  /** The EdgeNode that owns an edge node (the one running its pod watcher). */
+  ownerOf(node: string): EdgeNode | undefined {
+    for (const w of this.watchers.values()) {
+      if (w.node === node) return this.edgeNodes.get(w.edgeNode);
+    }
+    return undefined;
+  }
+
   /** A monitored pod on an edge node, with the EdgeNode that owns the node. */
   monitoredPod(
     node: string,
