@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { repoRoot } from "../support/operator.ts";
 import { runIngest } from "./ingest.ts";
 import { monitorFootprint, reaction } from "./monitor.ts";
+import { formatPackPushTable, runPackPushBench } from "./pack-push.ts";
 
 type Row = (string | number)[];
 
@@ -98,4 +99,13 @@ if (on("monitor")) {
     ["variant", "RSS MB", "private MB", "CPU % of a core", "CPU ms/sample", "samples"],
     rows,
   );
+}
+
+if (on("pack-push")) {
+  // buildah comes from Debian; the bench installs nothing and notes a missing buildah.
+  const report = await runPackPushBench({});
+  console.log(
+    "\nPack + push of a checkpoint archive into a local registry: edgeshift vs the buildah recipe (target: >= 3x buildah, uncompressed >= 80% of SHA-256)\n",
+  );
+  console.log(formatPackPushTable(report));
 }

@@ -5,6 +5,8 @@
 # kind of machine; build-binaries.sh uses it with the Go module proxy.
 set -euo pipefail
 pkgs=(nats-server docker-registry apache2-utils skopeo openssl util-linux ca-certificates)
+# `--bench` adds what `npm run bench` compares against (the buildah recipe).
+if [ "${1:-}" = "--bench" ]; then pkgs+=(buildah); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
