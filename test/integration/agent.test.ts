@@ -2,18 +2,14 @@
 // registry. The kubelet is the one part no machine here runs: a stand-in with
 // the kubelet's endpoint, errors and archive format plays it, and authorises
 // the agent's token through real TokenReview and SubjectAccessReview.
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { createWriteStream } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type KubeletStandIn, startKubeletStandIn } from "../../migration/kubelet/standin.ts";
 import { GROUP, MIGRATION_PLURAL, type Migration, VERSION } from "../../operator/api/v1alpha1.ts";
 import { mergePatch } from "../../operator/kube/patch.ts";
 import { freePort, waitUntil } from "../cluster/process.ts";
+import { type RunningAgent, startAgent } from "../support/agent.ts";
 import {
   adminClients,
   type Clients,
@@ -22,12 +18,7 @@ import {
   createPod,
   setPodRunning,
 } from "../support/objects.ts";
-import {
-  installOperatorRbac,
-  OPERATOR_NAMESPACE,
-  repoRoot,
-  serviceAccountKubeconfig,
-} from "../support/operator.ts";
+import { installOperatorRbac } from "../support/operator.ts";
 
 const kubeconfig = inject("kubeconfig");
 const kubectl = inject("kubectl");
@@ -39,73 +30,10 @@ let c: Clients;
 let dir: string;
 const cleanups: (() => Promise<unknown>)[] = [];
 
-interface Agent {
-  standin: KubeletStandIn;
-  checkpointDir: string;
-  proc: ChildProcess;
-  logPath: string;
-}
-
-async function startAgent(node: string, repository: string): Promise<Agent> {
-  const checkpointDir = await mkdtemp(join(dir, `${node}-checkpoints-`));
-  const standin = await startKubeletStandIn({
-    kubeconfig,
-    nodeName: node,
-    checkpointDir,
-    checkpointDataBytes: 4 << 20,
-  });
-  cleanups.push(() => standin.close());
-  const saKubeconfig = await serviceAccountKubeconfig(
-    kubeconfig,
-    OPERATOR_NAMESPACE,
-    "edgeshift-agent",
-  );
-  cleanups.push(() => rm(dirname(saKubeconfig), { recursive: true, force: true }));
-  // The projected token and the kubelet CA, as the pod would have them mounted.
-  const sa = new KubeConfig();
-  sa.loadFromFile(saKubeconfig);
-  const tokenFile = join(dir, `${node}.token`);
-  await writeFile(tokenFile, sa.getCurrentUser()?.token ?? "", { mode: 0o600 });
-  const caFile = join(dir, `${node}-kubelet-ca.crt`);
-  await writeFile(caFile, standin.caPem);
-  const authFile = join(dir, `${node}-registry.json`);
-  await writeFile(
-    authFile,
-    JSON.stringify({
-      auths: { [registry.host]: { username: registry.username, password: registry.password } },
-    }),
-    { mode: 0o600 },
-  );
-  const logPath = join(dir, `${node}-agent.log`);
-  const out = createWriteStream(logPath);
-  const proc = spawn(process.execPath, [join(repoRoot, "migration/agent/main.ts")], {
-    env: {
-      PATH: process.env.PATH,
-      KUBECONFIG: saKubeconfig,
-      EDGESHIFT_NODE_NAME: node,
-      EDGESHIFT_EDGENODE: "ag-edge",
-      EDGESHIFT_KUBELET_HOST: standin.host,
-      EDGESHIFT_KUBELET_PORT: String(standin.port),
-      EDGESHIFT_KUBELET_CA_FILE: caFile,
-      EDGESHIFT_TOKEN_FILE: tokenFile,
-      EDGESHIFT_CHECKPOINT_DIR: checkpointDir,
-      EDGESHIFT_REGISTRY_REPOSITORY: repository,
-      EDGESHIFT_REGISTRY_INSECURE: "true",
-      EDGESHIFT_REGISTRY_AUTH_FILE: authFile,
-      EDGESHIFT_HTTP_PORT: String(await freePort()),
-      EDGESHIFT_LOG_LEVEL: "debug",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  proc.stdout?.pipe(out);
-  proc.stderr?.pipe(out);
-  cleanups.push(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill("SIGTERM");
-      await once(proc, "exit");
-    }
-  });
-  return { standin, checkpointDir, proc, logPath };
+async function agentFor(node: string, repository: string): Promise<RunningAgent> {
+  const a = await startAgent({ kubeconfig, node, edgeNode: "ag-edge", repository, registry, dir });
+  cleanups.push(() => a.stop());
+  return a;
 }
 
 /** A Migration in the Checkpointing phase, as the operator leaves it for the agent. */
@@ -179,7 +107,7 @@ afterAll(async () => {
 
 describe("edge agent", () => {
   it("checkpoints through the kubelet, pushes the image, records it and deletes the archive", async () => {
-    const a = await startAgent("ag-edge", REPO);
+    const a = await agentFor("ag-edge", REPO);
     await migration("mig-ok", "web", "ag-edge");
     const m = await waitDecided("mig-ok", "ImagePushed");
     expect(cond(m, "Checkpointed")).toMatchObject({ status: "True", reason: "CheckpointCreated" });
@@ -215,7 +143,7 @@ describe("edge agent", () => {
 
   it("fails with RegistryUnavailable when the registry is down, and leaves no archive", async () => {
     const deadPort = await freePort();
-    const a = await startAgent("ag-edge-noreg", `127.0.0.1:${deadPort}/edgeshift/none`);
+    const a = await agentFor("ag-edge-noreg", `127.0.0.1:${deadPort}/edgeshift/none`);
     await migration("mig-noreg", "web2", "ag-edge-noreg");
     const m = await waitDecided("mig-noreg", "ImagePushed");
     expect(cond(m, "ImagePushed")).toMatchObject({
@@ -228,7 +156,7 @@ describe("edge agent", () => {
   });
 
   it("reports RuntimeUnsupported when the runtime cannot checkpoint (containerd 1.x)", async () => {
-    const a = await startAgent("ag-edge-old", REPO);
+    const a = await agentFor("ag-edge-old", REPO);
     a.standin.settings.notImplemented = true;
     await migration("mig-old", "web3", "ag-edge-old");
     const m = await waitDecided("mig-old", "Checkpointed");

@@ -112,6 +112,9 @@ beforeAll(async () => {
     "edgeshift-operator",
   );
   await createNode(c, "dec-edge", { "test.edgeshift.dev/group": "dec" });
+  // A cloud node, so the Migration the engine creates stays in flight (its restored
+  // pod waits for a kubelet that never comes) rather than failing with NoTarget.
+  await createNode(c, "dec-cloud", { "test.edgeshift.dev/group": "dec-cloud" });
   await createNamespace(c, NS);
   await c.custom.createClusterCustomObject({
     group: GROUP,
@@ -156,7 +159,7 @@ afterAll(async () => {
     })
     .catch(() => {});
   await c.core.deleteNamespace({ name: NS }).catch(() => {});
-  await c.core.deleteNode({ name: "dec-edge" }).catch(() => {});
+  for (const n of ["dec-edge", "dec-cloud"]) await c.core.deleteNode({ name: n }).catch(() => {});
 });
 
 describe("metrics path to a Migration", () => {

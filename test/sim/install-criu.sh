@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Installs what the simulated nodes need to checkpoint and restore real
+# containers: bookworm's runc (system package) and Debian trixie's CRIU 4.1.1.
+#
+# Why trixie's CRIU: bookworm's criu 3.17.1 fails on this kernel ("Unexpected rt
+# vDSO area bounds"); 4.1.1 works but needs trixie's libc and libraries. So the
+# trixie packages are fetched with `apt-get download` through a private sources
+# list and lists directory (the system stays bookworm), extracted with `dpkg -x`
+# into one folder of the cache, and run through trixie's own dynamic loader by a
+# wrapper named `criu`. runc finds that wrapper first on PATH.
+#
+# Idempotent: a second run only re-checks. Prints the folder holding `criu`.
+# Env: EDGESHIFT_CACHE (default ~/.cache/edgeshift).
+set -euo pipefail
+
+version=4.1.1
+cache="${EDGESHIFT_CACHE:-$HOME/.cache/edgeshift}"
+dir="$cache/criu-$version"
+root="$dir/root"
+bin="$dir/bin"
+lib="$root/usr/lib/x86_64-linux-gnu"
+pkgs=(criu libcompel1 libc6 libgnutls30t64 libnettle8t64 libhogweed6t64 libidn2-0
+  libp11-kit0 libtasn1-6 libunistring5 libgmp10 libnftables1 libjansson4 libmnl0
+  libnftnl11 libxtables12 libedit2 libnl-3-200 libprotobuf-c1 libnet1 libbsd0
+  libmd0 libuuid1 libffi8 libbpf1 libelf1t64 zlib1g libzstd1 libtinfo6)
+
+log() { echo "install-criu: $*" >&2; }
+
+if [ "$(uname -m)" != x86_64 ]; then
+  log "only x86_64 is supported (the wrapper uses the x86_64 loader)"
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v runc >/dev/null 2>&1; then
+  log "installing runc"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends runc >/dev/null
+fi
+# nsenter joins a container's PID namespace (the monitor as an ephemeral container).
+if ! command -v nsenter >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends util-linux >/dev/null
+fi
+
+if [ ! -f "$dir/.complete" ]; then
+  log "fetching Debian trixie criu $version into $dir"
+  rm -rf "$dir"
+  apt_dir="$dir/apt"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$root" "$bin"
+  cat >"$apt_dir/sources.list" <<'EOF'
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main
+EOF
+  # Every path apt reads or writes for this download points into the cache, so
+  # the system's own sources, lists and pins are neither read nor touched.
+  apt_opts=(
+    -o "Dir::Etc::SourceList=$apt_dir/sources.list"
+    -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::Etc::PreferencesParts=/dev/null"
+    -o "Dir::Etc::Preferences=/dev/null"
+    -o "Dir::State::Lists=$apt_dir/lists"
+    -o "Dir::Cache=$apt_dir/cache"
+    -o "Dir::Cache::pkgcache="
+    -o "Dir::Cache::srcpkgcache="
+    -o "APT::Architecture=amd64"
+    -o "APT::Architectures=amd64"
+    -o "Acquire::Languages=none"
+    # The cache is under root's home, which the _apt sandbox user cannot enter.
+    -o "APT::Sandbox::User=root"
+  )
+  apt-get "${apt_opts[@]}" update -qq
+  got="$(apt-cache "${apt_opts[@]}" show --no-all-versions criu | sed -n 's/^Version: //p')"
+  case "$got" in
+  "$version"-*) ;;
+  *)
+    log "trixie offers criu '$got', expected $version-*"
+    exit 1
+    ;;
+  esac
+  (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "${pkgs[@]}" >/dev/null)
+  for deb in "$apt_dir/debs"/*.deb; do dpkg -x "$deb" "$root"; done
+  rm -rf "$apt_dir/lists" "$apt_dir/cache"
+  touch "$dir/.complete"
+fi
+
+# The wrapper is rewritten every time: cheap, and it follows a moved cache.
+cat >"$bin/criu.tmp" <<EOF
+#!/bin/sh
+# Trixie's criu $version with trixie's libraries, through trixie's loader.
+exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$root/usr/sbin/criu" "\$@"
+EOF
+chmod 755 "$bin/criu.tmp"
+mv -f "$bin/criu.tmp" "$bin/criu"
+
+if ! out="$("$bin/criu" check 2>&1)" || ! grep -q "Looks good" <<<"$out"; then
+  log "criu check failed:"
+  echo "$out" >&2
+  exit 1
+fi
+log "$("$bin/criu" --version | head -1); $(runc --version | head -1); criu check: Looks good"
+echo "$bin"
