@@ -452,6 +452,22 @@ export function ociConfig(spec: ContainerSpec, cgroupsPath: string): object {
         "/sys/firmware",
       ],
       readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+      // CRIU cannot dump io_uring instances ("Unknown shit 600 (anon_inode:[io_uring])"),
+      // and libuv (Node) sets up an io_uring ring whenever the kernel allows it,
+      // even with UV_USE_IO_URING=0. Refusing the syscalls with ENOSYS - as the
+      // default seccomp profiles of Docker, containerd and CRI-O do - makes
+      // libuv fall back to epoll.
+      seccomp: {
+        defaultAction: "SCMP_ACT_ALLOW",
+        architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        syscalls: [
+          {
+            names: ["io_uring_setup", "io_uring_enter", "io_uring_register"],
+            action: "SCMP_ACT_ERRNO",
+            errnoRet: 38,
+          },
+        ],
+      },
     },
   };
 }
