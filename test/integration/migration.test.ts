@@ -339,6 +339,43 @@ describe("migration controller", () => {
     ]);
   });
 
+  it("fails with TargetUnschedulable when the scheduler refuses the restored pod", async () => {
+    // A host port the cloud node already has in use: edgeshift's capacity check passes,
+    // the scheduler's NodePorts filter does not.
+    const withPort = (name: string, node: string) =>
+      c.core.createNamespacedPod({
+        namespace: NS,
+        body: {
+          metadata: { name, labels: { app: name } },
+          spec: {
+            nodeName: node,
+            containers: [
+              {
+                name: "app",
+                image: "registry.local/workload:1",
+                ports: [{ containerPort: 8080, hostPort: 18080 }],
+              },
+            ],
+          },
+        },
+      });
+    await withPort("blocker", "mig-cloud");
+    await withPort("porty", "mig-edge");
+    await runningOn("app=porty", ["mig-edge"]);
+    const m = await migrate("porty", "porty", { restorePolicy: "restart" });
+    expect(m.status?.phase).toBe("Failed");
+    expect(m.status?.failureReason).toBe("TargetUnschedulable");
+    expect(m.status?.message).toMatch(/port/i);
+    await waitUntil(
+      "only the original left",
+      async () => ((await podsWith("app=porty")).length === 1 ? true : undefined),
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    expect((await podsWith("app=porty"))[0]?.metadata?.name).toBe("porty");
+  });
+
   it("refuses a StatefulSet's pod with UnsupportedOwner", async () => {
     const m = await migrate("db", "db-0", { restorePolicy: "restart" });
     expect(m.status?.phase).toBe("Failed");
@@ -348,6 +385,6 @@ describe("migration controller", () => {
 
   it("counts migrations by policy and result", async () => {
     expect(await op.metric("edgeshift_migrations_total", { result: "succeeded" })).toBe(4);
-    expect(await op.metric("edgeshift_migrations_total", { result: "failed" })).toBe(3);
+    expect(await op.metric("edgeshift_migrations_total", { result: "failed" })).toBe(4);
   });
 });

@@ -333,30 +333,42 @@ export class SimRuntime {
 
   /**
    * Runs `runc run|restore --detach`. runc hands its own stdio to the
-   * container, so stdio is either nothing (/dev/null) or pipes drained into
-   * the log file - never a host file, which CRIU could not put back. runc's
-   * own errors go to its --log file, read back on failure.
+   * container, so that stdio is either /dev/null or a real pipe drained into
+   * the log file: never a host file (CRIU could not put it back) and never a
+   * socket (Node's "pipes" are socketpairs, which CRIU cannot dump). The pipe
+   * comes from a shell pipeline whose `cat` lives as long as the container
+   * writes; runc's exit code comes back on fd 3. runc's own errors go to its
+   * --log file, read back on failure.
    */
   private async runDetached(t: Tracked, args: string[]): Promise<void> {
     const runcLog = join(t.dir, "runc.log");
     const full = ["--root", this.stateDir, "--log", runcLog, "--log-format", "text", ...args];
-    const piped = t.spec.logFile !== undefined;
-    const child = spawn(runcBin, full, {
-      env: this.env,
-      stdio: ["ignore", piped ? "pipe" : "ignore", piped ? "pipe" : "ignore"],
-    });
-    if (piped && t.spec.logFile) {
+    let code: number;
+    if (t.spec.logFile === undefined) {
+      const child = spawn(runcBin, full, { env: this.env, stdio: "ignore" });
+      code = await new Promise<number>((resolve, reject) => {
+        child.once("error", reject);
+        child.once("exit", (c, sig) => resolve(c ?? (sig ? 128 : 1)));
+      });
+    } else {
+      const script = '{ "$0" "$@" 3>&-; echo "$?" >&3; } 2>&1 | cat 3>&-';
+      const child = spawn("sh", ["-c", script, runcBin, ...full], {
+        env: this.env,
+        stdio: ["ignore", "pipe", "ignore", "pipe"],
+      });
       const log = createWriteStream(t.spec.logFile, { flags: "a" });
-      child.stdout?.pipe(log, { end: false });
-      child.stderr?.pipe(log, { end: false });
-      // The pipes stay open as long as the container lives, not runc.
-      child.once("close", () => log.end());
+      child.stdout?.pipe(log);
       t.stdio = child;
+      const status = child.stdio[3] as NodeJS.ReadableStream;
+      code = await new Promise<number>((resolve, reject) => {
+        let text = "";
+        child.once("error", reject);
+        status.on("data", (d: Buffer) => {
+          text += d.toString();
+        });
+        status.once("end", () => resolve(text.trim() === "" ? 1 : Number(text.trim())));
+      });
     }
-    const code = await new Promise<number>((resolve, reject) => {
-      child.once("error", reject);
-      child.once("exit", (c, sig) => resolve(c ?? (sig ? 128 : 1)));
-    });
     if (code !== 0) {
       const text = await readFile(runcLog, "utf8").catch(() => "");
       throw new Error(`runc ${args[0]} ${t.spec.id} exited ${code}: ${lastLines(text, 15)}`);
@@ -367,8 +379,9 @@ export class SimRuntime {
   private async discard(id: string): Promise<void> {
     const t = this.containers.get(id);
     if (!t) return;
-    t.stdio?.stdout?.destroy();
-    t.stdio?.stderr?.destroy();
+    // The pipeline's `cat` ends with the container; this only covers a container
+    // that never started.
+    if (t.stdio && t.stdio.exitCode === null) t.stdio.kill("SIGKILL");
     await unmountIfMounted(t.merged);
     await rm(t.dir, { recursive: true, force: true });
     this.containers.delete(id);
