@@ -19,6 +19,8 @@ export interface AgentConfig {
   registryAuthFile: string;
   registryCaFile: string;
   compression: Compression;
+  /** Delete: the agent removes a Migration's checkpoint images once it ends. */
+  imageRetention: "Delete" | "Retain";
   archiveMaxAgeMs: number;
   sweepIntervalMs: number;
   /** Empty means in-cluster. */
@@ -59,6 +61,10 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
   if (!["none", "zstd", "gzip"].includes(compression)) {
     problems.push(`EDGESHIFT_COMPRESSION must be none, zstd or gzip, got "${compression}"`);
   }
+  const retention = str("EDGESHIFT_IMAGE_RETENTION", "Delete");
+  if (retention !== "Delete" && retention !== "Retain") {
+    problems.push(`EDGESHIFT_IMAGE_RETENTION must be Delete or Retain, got "${retention}"`);
+  }
   const insecure = str("EDGESHIFT_REGISTRY_INSECURE", "false");
   if (insecure !== "true" && insecure !== "false") {
     problems.push(`EDGESHIFT_REGISTRY_INSECURE must be "true" or "false", got "${insecure}"`);
@@ -77,6 +83,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
     registryAuthFile: str("EDGESHIFT_REGISTRY_AUTH_FILE", ""),
     registryCaFile: str("EDGESHIFT_REGISTRY_CA_FILE", ""),
     compression: compression as Compression,
+    imageRetention: retention as "Delete" | "Retain",
     archiveMaxAgeMs: int("EDGESHIFT_ARCHIVE_MAX_AGE_SECONDS", 3600, 60, 7 * 86400) * 1000,
     sweepIntervalMs: int("EDGESHIFT_SWEEP_INTERVAL_SECONDS", 300, 1, 86400) * 1000,
     kubeconfig: str("KUBECONFIG", ""),

@@ -3,6 +3,7 @@ import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { formatDuration } from "../../operator/api/duration.ts";
+import { migrationFinished } from "../../operator/api/status.ts";
 import {
   type ContainerCheckpointStatus,
   GROUP,
@@ -21,10 +22,12 @@ import { ArchiveError } from "../archive/errors.ts";
 import { deleteArchive } from "../archive/gc.ts";
 import { validateArchive } from "../archive/validate.ts";
 import { CheckpointError, checkpoint } from "../kubelet/client.ts";
+import { MediaType } from "../oci/image.ts";
 import { tagForMigration } from "../oci/tag.ts";
 import type { RegistryCredentials } from "../registry/auth.ts";
-import { RegistryError } from "../registry/client.ts";
+import { RegistryClient, RegistryError } from "../registry/client.ts";
 import { pushCheckpointImage } from "../registry/push.ts";
+import { parseRepository } from "../registry/reference.ts";
 import type { AgentConfig } from "./config.ts";
 
 /** A step failed for good: its condition goes False with this reason. */
@@ -49,6 +52,9 @@ export interface AgentDeps {
 }
 
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+
+/** Held by a Migration while its checkpoint images exist in the registry. */
+export const IMAGE_FINALIZER = "edgeshift.dev/checkpoint-images";
 
 /**
  * The node-local half of a migration. For each Migration of a pod on this node
@@ -138,7 +144,15 @@ export class AgentController {
   private async reconcile(key: string): Promise<undefined> {
     const [namespace = "", name = ""] = key.split("/");
     let m = this.informer.get(name, namespace);
-    if (!m || !this.ours(m)) return undefined;
+    if (!m) return undefined;
+    if (
+      m.metadata.finalizers?.includes(IMAGE_FINALIZER) &&
+      (m.metadata.deletionTimestamp || migrationFinished(m))
+    ) {
+      await this.releaseImages(m);
+      return undefined;
+    }
+    if (!this.ours(m)) return undefined;
     const log = this.log.child({ key });
     const containers = m.status?.containers?.map((c) => c.name) ?? m.spec.containers ?? [];
     try {
@@ -158,8 +172,16 @@ export class AgentController {
       const failure = this.classify(err);
       log.warn({ err, reason: failure.reason }, "Migration step failed");
       this.results.inc({ step: failure.condition, result: failure.reason });
-      await this.cleanup(m, log);
-      await this.writeStatus(m, (s) => {
+      // The step may have written since `m` was read: record the failure on the latest.
+      const latest = (await this.deps.custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: MIGRATION_PLURAL,
+        namespace,
+        name,
+      })) as Migration;
+      await this.cleanup(latest, log);
+      await this.writeStatus(latest, (s) => {
         s.conditions = setCondition(
           s.conditions,
           {
@@ -167,7 +189,7 @@ export class AgentController {
             status: "False",
             reason: failure.reason,
             message: failure.message,
-            observedGeneration: m?.metadata.generation,
+            observedGeneration: latest.metadata.generation,
           },
           new Date(),
         );
@@ -255,6 +277,10 @@ export class AgentController {
     const started = Date.now();
     const credentials = await this.deps.credentials();
     const ca = config.registryCaFile ? await readFile(config.registryCaFile) : undefined;
+    if (!m.metadata.finalizers?.includes(IMAGE_FINALIZER)) {
+      // Before anything is pushed: whatever happens next, the images get cleaned up.
+      m = await this.setFinalizers(m, [...(m.metadata.finalizers ?? []), IMAGE_FINALIZER]);
+    }
     for (const name of containers) {
       const entry = m.status?.containers?.find((c) => c.name === name);
       if (entry?.digest) continue;
@@ -345,6 +371,59 @@ export class AgentController {
       return new StepFailure("ImagePushed", "RegistryUnavailable", (err as Error).message);
     }
     return new StepFailure("ImagePushed", "PushFailed", (err as Error)?.message ?? String(err));
+  }
+
+  /**
+   * The Migration ended (the restored pod pulled its image, or it failed) or is
+   * being deleted: under the Delete retention its images (process memory) leave
+   * the registry, then the finalizer goes.
+   */
+  private async releaseImages(m: Migration): Promise<void> {
+    const { config } = this.deps;
+    if (config.imageRetention === "Delete") {
+      const repo = parseRepository(config.registryRepository);
+      const client = new RegistryClient({
+        registry: repo.apiHost,
+        insecure: config.registryInsecure,
+        ca: config.registryCaFile ? await readFile(config.registryCaFile) : undefined,
+        credentials: await this.deps.credentials(),
+        logger: this.log,
+      });
+      for (const c of m.status?.containers ?? []) {
+        if (!c.digest) continue;
+        // The index and the manifest it points to; blobs go with the registry's own GC.
+        const index = await client.getManifest(repo.name, c.digest, [MediaType.ImageIndex]);
+        if (index) {
+          const child =
+            (JSON.parse(index.bytes.toString("utf8")) as { manifests?: { digest: string }[] })
+              .manifests ?? [];
+          for (const d of child) await client.deleteManifest(repo.name, d.digest);
+          await client.deleteManifest(repo.name, c.digest);
+        }
+        this.log.info(
+          { key: `${m.metadata.namespace}/${m.metadata.name}`, digest: c.digest },
+          "Deleted checkpoint image",
+        );
+      }
+    }
+    await this.setFinalizers(
+      m,
+      (m.metadata.finalizers ?? []).filter((f) => f !== IMAGE_FINALIZER),
+    );
+  }
+
+  private async setFinalizers(m: Migration, finalizers: string[]): Promise<Migration> {
+    return (await this.deps.custom.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: MIGRATION_PLURAL,
+        namespace: m.metadata.namespace ?? "",
+        name: m.metadata.name ?? "",
+        body: { metadata: { resourceVersion: m.metadata.resourceVersion, finalizers } },
+      },
+      mergePatch,
+    )) as Migration;
   }
 
   /** After a failure nothing of the checkpoint stays on the node. */

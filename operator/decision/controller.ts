@@ -3,6 +3,7 @@ import type { NatsConnection } from "nats";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { MonitorIdentity, SignedSample } from "../../sidecar/protocol.ts";
+import { migrationFinished } from "../api/status.ts";
 import {
   API_VERSION,
   EDGENODE_LABEL,
@@ -36,13 +37,6 @@ export interface DecisionControllerDeps {
   log: Logger;
   informerMetrics?: InformerMetrics;
   now?: () => number;
-}
-
-/** A Migration has ended once its Succeeded condition is decided (phase is only a summary). */
-export function migrationFinished(m: Migration): boolean {
-  const c = m.status?.conditions?.find((x) => x.type === "Succeeded");
-  if (c && c.status !== "Unknown") return true;
-  return m.status?.phase === "Succeeded" || m.status?.phase === "Failed";
 }
 
 /**

@@ -66,6 +66,7 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
     { name: "EDGESHIFT_CHECKPOINT_DIR", value: KUBELET_CHECKPOINT_DIR },
     { name: "EDGESHIFT_REGISTRY_REPOSITORY", value: registry?.repository ?? "" },
     { name: "EDGESHIFT_REGISTRY_INSECURE", value: String(registry?.insecure ?? false) },
+    { name: "EDGESHIFT_IMAGE_RETENTION", value: registry?.imageRetention ?? "Delete" },
   ];
   const volumes: NonNullable<NonNullable<V1DaemonSet["spec"]>["template"]["spec"]>["volumes"] = [
     { name: "checkpoints", hostPath: { path: KUBELET_CHECKPOINT_DIR, type: "DirectoryOrCreate" } },

@@ -11,6 +11,7 @@ import {
 } from "../../migration/restore/pod.ts";
 import { chooseTarget } from "../../migration/target/choose.ts";
 import { formatDuration } from "../api/duration.ts";
+import { migrationFinished } from "../api/status.ts";
 import {
   API_VERSION,
   EDGENODE_LABEL,
@@ -23,7 +24,6 @@ import {
   SOURCE_NODE_LABEL,
   VERSION,
 } from "../api/v1alpha1.ts";
-import { migrationFinished } from "../decision/controller.ts";
 import type { EdgeNodeController } from "../edgenode/controller.ts";
 import { runtimeSupport } from "../edgenode/preflight.ts";
 import { getCondition, setCondition } from "../kube/conditions.ts";

@@ -141,6 +141,39 @@ describe("edge agent", () => {
     expect(log).not.toContain(registry.password);
   });
 
+  it("deletes a Migration's checkpoint image before letting the Migration go", async () => {
+    const m = await get("mig-ok");
+    expect(m.metadata.finalizers).toContain("edgeshift.dev/checkpoint-images");
+    const digest = m.status?.containers?.[0]?.digest ?? "";
+    const auth = Buffer.from(`${registry.username}:${registry.password}`).toString("base64");
+    const head = () =>
+      fetch(`${registry.url}/v2/edgeshift/agent-test/manifests/${digest}`, {
+        method: "HEAD",
+        headers: {
+          authorization: `Basic ${auth}`,
+          accept: "application/vnd.oci.image.index.v1+json",
+        },
+      }).then((r) => r.status);
+    expect(await head()).toBe(200);
+    await c.custom.deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: MIGRATION_PLURAL,
+      namespace: NS,
+      name: "mig-ok",
+    });
+    await waitUntil(
+      "the Migration to go",
+      async () =>
+        get("mig-ok").then(
+          () => undefined,
+          () => true,
+        ),
+      { timeoutMs: 20_000 },
+    );
+    expect(await head()).toBe(404);
+  });
+
   it("fails with RegistryUnavailable when the registry is down, and leaves no archive", async () => {
     const deadPort = await freePort();
     const a = await agentFor("ag-edge-noreg", `127.0.0.1:${deadPort}/edgeshift/none`);

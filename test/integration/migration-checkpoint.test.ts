@@ -246,6 +246,23 @@ describe("checkpoint policy end to end (kubelet stand-in)", () => {
       labelSelector: "edgeshift.dev/migration=counter",
     });
     expect(ever.items.map((p) => p.metadata?.name)).toEqual([restoredName]);
+    // Done: the image (process memory) leaves the registry and the agent's finalizer goes.
+    const auth = Buffer.from(`${registry.username}:${registry.password}`).toString("base64");
+    await waitUntil(
+      "the checkpoint image to be deleted",
+      async () => {
+        const fin = (await getMig("counter")).metadata.finalizers ?? [];
+        const r = await fetch(`${registry.url}/v2/edgeshift/ck/manifests/${entry?.digest}`, {
+          method: "HEAD",
+          headers: {
+            authorization: `Basic ${auth}`,
+            accept: "application/vnd.oci.image.index.v1+json",
+          },
+        });
+        return fin.length === 0 && r.status === 404 ? true : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
   });
 
   it("fails with RegistryUnavailable when the registry is down, leaving the original running", async () => {

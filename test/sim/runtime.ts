@@ -1,8 +1,18 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import {
+  cp,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  rmdir,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 
 /**
@@ -95,6 +105,7 @@ interface Tracked {
 }
 
 const runcBin = "runc";
+const cgroupParent = "edgeshift-sim";
 
 export class SimRuntime {
   readonly root: string;
@@ -130,6 +141,11 @@ export class SimRuntime {
 
   bundleDir(id: string): string {
     return this.tracked(id).dir;
+  }
+
+  /** The container's cgroup, relative to each hierarchy under /sys/fs/cgroup. */
+  cgroupPath(id: string): string {
+    return `/${cgroupParent}/${basename(this.root)}/${id}`;
   }
 
   /** Writes the OCI bundle and starts the container (`runc run --detach`). */
@@ -322,7 +338,7 @@ export class SimRuntime {
       ]);
       await writeFile(
         join(dir, "config.json"),
-        JSON.stringify(ociConfig(spec, `/edgeshift-sim/${this.name}/${spec.id}`), null, 2),
+        JSON.stringify(ociConfig(spec, this.cgroupPath(spec.id)), null, 2),
       );
     } catch (err) {
       await this.discard(spec.id);
@@ -363,10 +379,12 @@ export class SimRuntime {
       code = await new Promise<number>((resolve, reject) => {
         let text = "";
         child.once("error", reject);
+        // The shell keeps fd 3 open until the container ends: read one line, not to the end.
         status.on("data", (d: Buffer) => {
           text += d.toString();
+          if (text.includes("\n")) resolve(Number(text.trim()));
         });
-        status.once("end", () => resolve(text.trim() === "" ? 1 : Number(text.trim())));
+        status.once("end", () => resolve(Number(text.trim() || "1")));
       });
     }
     if (code !== 0) {
@@ -559,6 +577,12 @@ async function cleanupRoot(root: string): Promise<void> {
     }
   }
   await rm(root, { recursive: true, force: true });
+  // runc removes a container's own cgroup, not the parents it created for it.
+  for (const hierarchy of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
+    const parent = join("/sys/fs/cgroup", hierarchy, cgroupParent);
+    await rmdir(join(parent, basename(root))).catch(() => {});
+    await rmdir(parent).catch(() => {}); // fails while another runtime uses it: fine
+  }
 }
 
 /** Cleans the folders of runtimes whose process is gone (killed tests, crashes). */
