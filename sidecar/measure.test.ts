@@ -308,8 +308,20 @@ describe("Sampler on real processes", () => {
         m = await sampler.measure();
       }
       expect(m.targets).toBe(3);
-      const parentRss = parseStatusRss(await readFile(`/proc/${pid}/status`, "utf8"));
-      expect(m.memoryBytes).toBeGreaterThan(parentRss * 2);
+      // Let the children finish starting, then compare with their RSS read right after.
+      await sleep(1000);
+      m = await sampler.measure();
+      // The sum is the tree's RSS, read right after: children still starting up may grow a little.
+      const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8"))
+        .trim()
+        .split(/\s+/);
+      let tree = 0;
+      for (const p of [String(pid), ...kids]) {
+        tree += parseStatusRss(await readFile(`/proc/${p}/status`, "utf8")) ?? 0;
+      }
+      expect(kids).toHaveLength(2);
+      expect(m.memoryBytes).toBeGreaterThan(tree * 0.8);
+      expect(m.memoryBytes).toBeLessThan(tree * 1.2);
 
       process.kill(-pid, "SIGKILL");
       await once(parent, "exit");
