@@ -1,4 +1,5 @@
-import { access, readFile } from "node:fs/promises";
+import { access, readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
@@ -227,6 +228,23 @@ export class AgentController {
       const entry = m.status?.containers?.find((c) => c.name === name);
       // A restarted agent finds the archive it already made: no second checkpoint.
       if (entry?.archivePath && (await exists(entry.archivePath))) continue;
+      // Killed while the kubelet was checkpointing: the kubelet finished without us.
+      const adopted = await this.findArchive(m, name);
+      if (adopted) {
+        const info = await validateArchive(adopted, { checkpointDir: config.checkpointDir });
+        log.info(
+          { container: name, archive: info.path },
+          "Adopted the archive of an interrupted checkpoint",
+        );
+        m = await this.writeStatus(m, (s) => {
+          s.containers = upsert(s.containers, {
+            name,
+            archivePath: info.path,
+            archiveSizeBytes: info.sizeBytes,
+          });
+        });
+        continue;
+      }
       const t0 = performance.now();
       const path = await checkpoint(
         { namespace: m.metadata.namespace ?? "", pod: m.spec.podName, container: name },
@@ -335,6 +353,38 @@ export class AgentController {
         new Date(),
       );
     });
+  }
+
+  /**
+   * The newest kubelet archive of this pod's container written since this
+   * Migration's checkpoint started, if any. Kubernetes names cannot hold '_',
+   * and the timestamp after the container name tells "app" from "app-x".
+   */
+  private async findArchive(m: Migration, container: string): Promise<string | undefined> {
+    const started = Date.parse(m.status?.timestamps?.checkpointStarted ?? "");
+    if (!Number.isFinite(started)) return undefined;
+    const prefix = `checkpoint-${m.spec.podName}_${m.metadata.namespace}-${container}-`;
+    let best: { path: string; mtime: number } | undefined;
+    let names: string[];
+    try {
+      names = await readdir(this.deps.config.checkpointDir);
+    } catch {
+      return undefined;
+    }
+    for (const n of names) {
+      if (
+        !n.startsWith(prefix) ||
+        !/^\d{4}-\d{2}-\d{2}T/.test(n.slice(prefix.length)) ||
+        !n.endsWith(".tar")
+      )
+        continue;
+      const path = join(this.deps.config.checkpointDir, n);
+      const st = await stat(path).catch(() => undefined);
+      // Timestamps in status have whole seconds.
+      if (!st?.isFile() || st.mtimeMs < started - 1000) continue;
+      if (!best || st.mtimeMs > best.mtime) best = { path, mtime: st.mtimeMs };
+    }
+    return best?.path;
   }
 
   /** A registry that does not answer gets two more tries with backoff before the step fails. */

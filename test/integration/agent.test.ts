@@ -93,14 +93,14 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "edgeshift-agent-test-"));
   await installOperatorRbac(kubectl, kubeconfig);
   await createNamespace(c, NS);
-  for (const n of ["ag-edge", "ag-edge-noreg", "ag-edge-old"])
+  for (const n of ["ag-edge", "ag-edge-noreg", "ag-edge-old", "ag-edge-crash"])
     await createNode(c, n, { "test.edgeshift.dev/group": "ag" });
 });
 
 afterAll(async () => {
   for (const f of cleanups.reverse()) await f().catch(() => {});
   await c.core.deleteNamespace({ name: NS }).catch(() => {});
-  for (const n of ["ag-edge", "ag-edge-noreg", "ag-edge-old"])
+  for (const n of ["ag-edge", "ag-edge-noreg", "ag-edge-old", "ag-edge-crash"])
     await c.core.deleteNode({ name: n }).catch(() => {});
   await rm(dir, { recursive: true, force: true });
 });
@@ -172,6 +172,46 @@ describe("edge agent", () => {
       { timeoutMs: 20_000 },
     );
     expect(await head()).toBe(404);
+  });
+
+  it("adopts the kubelet's archive after a crash mid-checkpoint: one archive, one image", async () => {
+    const first = await agentFor("ag-edge-crash", REPO);
+    first.standin.settings.delayMs = 2000;
+    await migration("mig-crash", "web4", "ag-edge-crash");
+    await waitUntil(
+      "the checkpoint to start",
+      async () =>
+        (await get("mig-crash")).status?.timestamps?.checkpointStarted ? true : undefined,
+      { timeoutMs: 20_000, intervalMs: 50 },
+    );
+    await first.crash();
+    // The kubelet finishes the checkpoint it was asked for, with nobody waiting.
+    await waitUntil(
+      "the kubelet's archive",
+      async () => (first.standin.archives.length === 1 ? true : undefined),
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    first.standin.settings.delayMs = 0;
+    const second = await startAgent({
+      kubeconfig,
+      node: "ag-edge-crash",
+      edgeNode: "ag-edge",
+      repository: REPO,
+      registry,
+      dir,
+      replaces: first,
+    });
+    cleanups.push(() => second.stop());
+    const m = await waitDecided("mig-crash", "ImagePushed");
+    expect(cond(m, "ImagePushed")?.status).toBe("True");
+    expect(first.standin.archives).toHaveLength(1);
+    expect(m.status?.containers?.[0]?.archivePath).toBe(first.standin.archives[0]);
+    expect(await readdir(first.checkpointDir)).toEqual([]);
+    expect(await readFile(second.logPath, "utf8")).toContain(
+      "Adopted the archive of an interrupted checkpoint",
+    );
   });
 
   it("fails with RegistryUnavailable when the registry is down, and leaves no archive", async () => {

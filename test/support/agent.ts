@@ -23,6 +23,8 @@ export interface RunningAgent {
   logPath: string;
   /** Stops the agent and the stand-in, removes the token and files. */
   stop(): Promise<void>;
+  /** SIGKILL, as a crash; the stand-in keeps running. */
+  crash(): Promise<void>;
 }
 
 /**
@@ -38,15 +40,20 @@ export async function startAgent(opts: {
   registry: RegistryAccess;
   dir: string;
   checkpointDataBytes?: number;
+  /** Another agent on the same node, replaced after a crash: same kubelet, same directory. */
+  replaces?: RunningAgent;
 }): Promise<RunningAgent> {
   const { node, dir } = opts;
-  const checkpointDir = await mkdtemp(join(dir, `${node}-checkpoints-`));
-  const standin = await startKubeletStandIn({
-    kubeconfig: opts.kubeconfig,
-    nodeName: node,
-    checkpointDir,
-    checkpointDataBytes: opts.checkpointDataBytes ?? 4 << 20,
-  });
+  const checkpointDir =
+    opts.replaces?.checkpointDir ?? (await mkdtemp(join(dir, `${node}-checkpoints-`)));
+  const standin =
+    opts.replaces?.standin ??
+    (await startKubeletStandIn({
+      kubeconfig: opts.kubeconfig,
+      nodeName: node,
+      checkpointDir,
+      checkpointDataBytes: opts.checkpointDataBytes ?? 4 << 20,
+    }));
   const saKubeconfig = await serviceAccountKubeconfig(
     opts.kubeconfig,
     OPERATOR_NAMESPACE,
@@ -71,7 +78,7 @@ export async function startAgent(opts: {
     }),
     { mode: 0o600 },
   );
-  const logPath = join(dir, `${node}-agent.log`);
+  const logPath = join(dir, `${node}-agent-${Date.now()}.log`);
   const out = createWriteStream(logPath);
   const proc = spawn(
     "setpriv",
@@ -111,6 +118,12 @@ export async function startAgent(opts: {
     checkpointDir,
     proc,
     logPath,
+    async crash() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill("SIGKILL");
+        await once(proc, "exit");
+      }
+    },
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill("SIGTERM");
