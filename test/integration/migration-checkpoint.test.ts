@@ -174,7 +174,7 @@ afterAll(async () => {
 });
 
 describe("checkpoint policy end to end (kubelet stand-in)", () => {
-  it("restores from the pushed checkpoint image, surviving two operator kills on the way", async () => {
+  it("restores from the pushed checkpoint image across operator kills (mid-checkpoint, after push, after the restored pod exists)", async () => {
     const [agent] = agents;
     if (!agent) throw new Error("no agent");
     // A slow checkpoint, so the operator can be killed while the agent works.
@@ -196,6 +196,19 @@ describe("checkpoint policy end to end (kubelet stand-in)", () => {
         if (p.metadata?.name !== "counter") sim.hold.add(p.metadata?.name ?? "");
       }
     }, 20);
+    // With no operator running, the agent finishes checkpoint and push on its own:
+    // the next operator starts from "image pushed".
+    await waitUntil(
+      "the image pushed while no operator runs",
+      async () =>
+        (await getMig("counter")).status?.conditions?.some(
+          (x) => x.type === "ImagePushed" && x.status === "True",
+        )
+          ? true
+          : undefined,
+      { timeoutMs: 30_000, intervalMs: 50 },
+    );
+    expect((await getMig("counter")).status?.phase).toBe("Pushing");
     op = await operator("ck-op-2");
     const restoredName = await waitUntil(
       "the restored pod",
