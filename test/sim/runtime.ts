@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import {
   cp,
@@ -14,6 +14,12 @@ import {
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import {
+  type DumpStats,
+  type RestoreStats,
+  readDumpStats,
+  readRestoreStats,
+} from "./criu-stats.ts";
 
 /**
  * The container runtime of ONE simulated node: real containers through runc,
@@ -73,17 +79,30 @@ export interface CheckpointResult {
   durationMs: number;
   /** Total size of the CRIU image files. */
   imageBytes: number;
+  /** CRIU's own figures; `frozenUs` is the source's downtime. */
+  stats?: DumpStats;
 }
 
 export interface RestoreResult {
   state: ContainerState;
   durationMs: number;
+  stats?: RestoreStats;
 }
 
 export interface ExecResult {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** A host process joined to a container's PID namespace (see runInPidNamespaceOf). */
+export interface JoinedProcess {
+  /** The `nsenter` process; the joined program is its only child. */
+  child: ChildProcess;
+  /** Exit code of nsenter, which is the program's; null when killed. */
+  exited: Promise<number | null>;
+  /** SIGKILLs the program and nsenter together and waits for the exit. */
+  stop(): Promise<void>;
 }
 
 export interface SimRuntimeOptions {
@@ -113,7 +132,7 @@ export class SimRuntime {
   private readonly stateDir: string;
   private readonly env: NodeJS.ProcessEnv;
   private readonly containers = new Map<string, Tracked>();
-  private readonly joined = new Set<ChildProcess>();
+  private readonly joined = new Set<JoinedProcess>();
 
   private constructor(root: string, name: string, criuBinDir: string) {
     this.root = root;
@@ -152,7 +171,7 @@ export class SimRuntime {
   async createContainer(spec: ContainerSpec): Promise<ContainerState> {
     const t = await this.prepareBundle(spec);
     try {
-      await this.runDetached(t, ["run", "--detach", "--bundle", t.dir, spec.id]);
+      await this.runDetached(t, ["run", "--detach", "--bundle", t.dir, spec.id], 30_000);
     } catch (err) {
       await this.discard(spec.id);
       throw err;
@@ -168,7 +187,7 @@ export class SimRuntime {
   async checkpoint(
     id: string,
     imagesDir: string,
-    opts: { leaveRunning?: boolean } = {},
+    opts: { leaveRunning?: boolean; timeoutMs?: number } = {},
   ): Promise<CheckpointResult> {
     this.tracked(id);
     await mkdir(imagesDir, { recursive: true });
@@ -177,44 +196,60 @@ export class SimRuntime {
     args.push(id);
     const started = performance.now();
     try {
-      await this.runc(args);
+      await this.runc(args, opts.timeoutMs ?? 60_000);
     } catch (err) {
+      // A dump cut short can leave the container frozen: thaw it, it must keep running.
+      if ((await this.state(id).catch(() => undefined))?.status === "paused") {
+        await this.runc(["resume", id]).catch(() => {});
+      }
       throw withLog(err, join(imagesDir, "dump.log"));
     }
     const durationMs = performance.now() - started;
-    return { imagesDir, durationMs, imageBytes: await dirBytes(imagesDir) };
+    const stats = await readDumpStats(join(imagesDir, "stats-dump"));
+    return { imagesDir, durationMs, imageBytes: await dirBytes(imagesDir), stats };
   }
 
   /**
    * `runc restore --detach` from CRIU images into a new container. `spec`
    * must describe the same container as the checkpointed one (same mounts,
    * same namespaces); its id, host mount sources, log file and writable layer
-   * seed may differ.
+   * seed may differ. A restore that fails or outlives `timeoutMs` leaves
+   * nothing behind. The timeout matters: CRIU 4.1.1 spins forever on a
+   * truncated pages image (checkpoint-restore/criu#2899, fixed after 4.1.1).
    */
-  async restore(spec: ContainerSpec, imagesDir: string): Promise<RestoreResult> {
+  async restore(
+    spec: ContainerSpec,
+    imagesDir: string,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<RestoreResult> {
     const t = await this.prepareBundle(spec);
     const work = join(t.dir, "criu-work");
     await mkdir(work, { recursive: true });
     const started = performance.now();
     try {
-      await this.runDetached(t, [
-        "restore",
-        "--detach",
-        "--image-path",
-        imagesDir,
-        "--work-path",
-        work,
-        "--bundle",
-        t.dir,
-        spec.id,
-      ]);
+      await this.runDetached(
+        t,
+        [
+          "restore",
+          "--detach",
+          "--image-path",
+          imagesDir,
+          "--work-path",
+          work,
+          "--bundle",
+          t.dir,
+          spec.id,
+        ],
+        opts.timeoutMs ?? 60_000,
+      );
     } catch (err) {
       const e = withLog(err, join(work, "restore.log"));
       await this.discard(spec.id);
       throw e;
     }
     const durationMs = performance.now() - started;
-    return { state: await this.state(spec.id), durationMs };
+    const stats = await readRestoreStats(join(work, "stats-restore"));
+    return { state: await this.state(spec.id), durationMs, stats };
   }
 
   async state(id: string): Promise<ContainerState> {
@@ -225,16 +260,9 @@ export class SimRuntime {
 
   /** `runc exec` without a terminal; resolves with the exit code and output. */
   async exec(id: string, argv: string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
-    return new Promise((resolve, reject) => {
-      execFile(
-        runcBin,
-        ["--root", this.stateDir, "exec", id, ...argv],
-        { env: this.env, timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 << 20 },
-        (err, stdout, stderr) => {
-          if (err && typeof err.code !== "number") return reject(err);
-          resolve({ code: err ? Number(err.code) : 0, stdout, stderr });
-        },
-      );
+    return runGroup(runcBin, ["--root", this.stateDir, "exec", id, ...argv], {
+      env: this.env,
+      timeoutMs: opts.timeoutMs ?? 30_000,
     });
   }
 
@@ -248,14 +276,17 @@ export class SimRuntime {
    * It gets a private mount namespace with a /proc of that PID namespace, so
    * it sees the container's processes (and only those) under their in-container
    * PIDs, while the host's files, cgroups and network stay visible to it.
-   * `nsenter` remains its parent, so CRIU does not count it in the
-   * container's process tree. Killed by `close()` if still running.
+   * `nsenter` must remain its parent: CRIU then does not count it in the
+   * container's process tree. An orphan would be adopted by the container's
+   * init (and dumped with it, or left a zombie: node does not reap strangers),
+   * so `stop()` kills the program while nsenter lives to reap it. It dies with
+   * the container (its PID namespace), and `close()` stops it.
    */
   async runInPidNamespaceOf(
     id: string,
     argv: string[],
     opts: { env?: NodeJS.ProcessEnv; logFile?: string } = {},
-  ): Promise<ChildProcess> {
+  ): Promise<JoinedProcess> {
     const { pid, status } = await this.state(id);
     if (status !== "running") throw new Error(`container ${id} is ${status}, not running`);
     const child = spawn(
@@ -264,6 +295,7 @@ export class SimRuntime {
       {
         env: opts.env ?? process.env,
         stdio: ["ignore", opts.logFile ? "pipe" : "ignore", opts.logFile ? "pipe" : "ignore"],
+        detached: true,
       },
     );
     if (opts.logFile) {
@@ -272,15 +304,30 @@ export class SimRuntime {
       child.stderr?.pipe(log, { end: false });
       child.once("close", () => log.end());
     }
-    this.joined.add(child);
-    child.once("exit", () => this.joined.delete(child));
-    return child;
+    const exited = new Promise<number | null>((resolve) => {
+      child.once("exit", (code) => resolve(code));
+      child.once("error", () => resolve(null));
+    });
+    const joined: JoinedProcess = {
+      child,
+      exited,
+      stop: async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        await killGroupBut(child);
+        const timer = setTimeout(() => killGroup(child), 2000);
+        await exited;
+        clearTimeout(timer);
+      },
+    };
+    this.joined.add(joined);
+    void exited.then(() => this.joined.delete(joined));
+    return joined;
   }
 
   /** `runc delete --force`, then the container's layers and bundle. Idempotent. */
   async delete(id: string): Promise<void> {
     await this.runc(["delete", "--force", id]).catch((err: Error) => {
-      if (!/does not exist|not exist/.test(err.message)) throw err;
+      if (!/does not exist/.test(err.message)) throw err;
     });
     await this.discard(id);
   }
@@ -294,7 +341,7 @@ export class SimRuntime {
 
   /** Removes every container, joined process and file of this runtime. */
   async close(): Promise<void> {
-    for (const child of this.joined) child.kill("SIGKILL");
+    for (const j of [...this.joined]) await j.stop();
     const ids = new Set([...this.containers.keys()]);
     for (const s of await this.list().catch(() => [])) ids.add(s.id);
     const errors: unknown[] = [];
@@ -356,37 +403,47 @@ export class SimRuntime {
    * writes; runc's exit code comes back on fd 3. runc's own errors go to its
    * --log file, read back on failure.
    */
-  private async runDetached(t: Tracked, args: string[]): Promise<void> {
+  private async runDetached(t: Tracked, args: string[], timeoutMs: number): Promise<void> {
     const runcLog = join(t.dir, "runc.log");
     const full = ["--root", this.stateDir, "--log", runcLog, "--log-format", "text", ...args];
-    let code: number;
-    if (t.spec.logFile === undefined) {
-      const child = spawn(runcBin, full, { env: this.env, stdio: "ignore" });
-      code = await new Promise<number>((resolve, reject) => {
-        child.once("error", reject);
-        child.once("exit", (c, sig) => resolve(c ?? (sig ? 128 : 1)));
-      });
-    } else {
-      const script = '{ "$0" "$@" 3>&-; echo "$?" >&3; } 2>&1 | cat 3>&-';
-      const child = spawn("sh", ["-c", script, runcBin, ...full], {
-        env: this.env,
-        stdio: ["ignore", "pipe", "ignore", "pipe"],
-      });
-      const log = createWriteStream(t.spec.logFile, { flags: "a" });
-      child.stdout?.pipe(log);
+    const piped = t.spec.logFile !== undefined;
+    // Its own process group, so a timeout takes runc and CRIU down together.
+    const child = piped
+      ? spawn(
+          "sh",
+          ["-c", '{ "$0" "$@" 3>&-; echo "$?" >&3; } 2>&1 | cat 3>&-', runcBin, ...full],
+          {
+            env: this.env,
+            stdio: ["ignore", "pipe", "ignore", "pipe"],
+            detached: true,
+          },
+        )
+      : spawn(runcBin, full, { env: this.env, stdio: "ignore", detached: true });
+    if (piped && t.spec.logFile) {
+      child.stdout?.pipe(createWriteStream(t.spec.logFile, { flags: "a" }));
       t.stdio = child;
-      const status = child.stdio[3] as NodeJS.ReadableStream;
-      code = await new Promise<number>((resolve, reject) => {
-        let text = "";
-        child.once("error", reject);
-        // The shell keeps fd 3 open until the container ends: read one line, not to the end.
-        status.on("data", (d: Buffer) => {
-          text += d.toString();
-          if (text.includes("\n")) resolve(Number(text.trim()));
-        });
-        status.once("end", () => resolve(Number(text.trim() || "1")));
-      });
     }
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child);
+    }, timeoutMs);
+    const code = await new Promise<number>((resolve, reject) => {
+      child.once("error", reject);
+      if (!piped) {
+        child.once("exit", (c, sig) => resolve(c ?? (sig ? 128 : 1)));
+        return;
+      }
+      // The shell keeps fd 3 open until the container ends: read one line, not to the end.
+      let text = "";
+      const status = child.stdio[3] as NodeJS.ReadableStream;
+      status.on("data", (d: Buffer) => {
+        text += d.toString();
+        if (text.includes("\n")) resolve(Number(text.trim()));
+      });
+      status.once("end", () => resolve(Number(text.trim() || "1")));
+    }).finally(() => clearTimeout(timer));
+    if (timedOut) throw new Error(`runc ${args[0]} ${t.spec.id} timed out after ${timeoutMs} ms`);
     if (code !== 0) {
       const text = await readFile(runcLog, "utf8").catch(() => "");
       throw new Error(`runc ${args[0]} ${t.spec.id} exited ${code}: ${lastLines(text, 15)}`);
@@ -397,16 +454,27 @@ export class SimRuntime {
   private async discard(id: string): Promise<void> {
     const t = this.containers.get(id);
     if (!t) return;
-    // The pipeline's `cat` ends with the container; this only covers a container
-    // that never started.
-    if (t.stdio && t.stdio.exitCode === null) t.stdio.kill("SIGKILL");
-    await unmountIfMounted(t.merged);
+    // After a failed or timed-out restore runc may not know the container while
+    // CRIU's half-restored tasks still sit in its cgroup, and CRIU's mounts
+    // (criu-root, cgroup yard) stay behind: remove them explicitly.
+    await killCgroup(this.cgroupPath(id));
+    if (t.stdio && t.stdio.exitCode === null) killGroup(t.stdio);
+    await unmountUnder(t.dir);
+    await unmountUnder(join(this.stateDir, id));
     await rm(t.dir, { recursive: true, force: true });
+    await rm(join(this.stateDir, id), { recursive: true, force: true });
+    await removeCgroup(this.cgroupPath(id));
     this.containers.delete(id);
   }
 
-  private runc(args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return run(runcBin, ["--root", this.stateDir, ...args], this.env);
+  private async runc(args: string[], timeoutMs = 30_000): Promise<ExecResult> {
+    const r = await runGroup(runcBin, ["--root", this.stateDir, ...args], {
+      env: this.env,
+      timeoutMs,
+    });
+    if (r.code !== 0)
+      throw new Error(`runc ${args.join(" ")}: ${r.stderr.trim() || `exit ${r.code}`}`);
+    return r;
   }
 }
 
@@ -512,19 +580,77 @@ export async function dirBytes(dir: string): Promise<number> {
   return total;
 }
 
-function run(
+/**
+ * Runs a command in its own process group and collects its output. On
+ * timeout the whole group is killed (runc and the CRIU it started).
+ */
+function runGroup(
   cmd: string,
   args: string[],
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<{ stdout: string; stderr: string }> {
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { env, maxBuffer: 16 << 20, timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err) {
-        const detail = stderr.trim() || err.message;
-        reject(new Error(`${cmd} ${args.join(" ")}: ${detail}`));
-      } else resolve({ stdout, stderr });
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child);
+    }, opts.timeoutMs ?? 120_000);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      if (timedOut) {
+        reject(new Error(`${cmd} ${args.join(" ")}: timed out after ${opts.timeoutMs} ms`));
+      } else resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
   });
+}
+
+async function run(cmd: string, args: string[]): Promise<void> {
+  const r = await runGroup(cmd, args, { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr.trim() || r.code}`);
+}
+
+/** SIGKILLs the members of `child`'s process group except `child` itself. */
+async function killGroupBut(child: ChildProcess): Promise<void> {
+  const leader = child.pid;
+  if (leader === undefined) return;
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === leader) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    // Fields after the parenthesised command: state ppid pgrp ...
+    const pgrp = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+    if (pgrp !== leader) continue;
+    try {
+      process.kill(Number(entry), "SIGKILL");
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+}
+
+function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
 }
 
 function lastLines(text: string, n: number): string {
@@ -552,30 +678,70 @@ function withLog(err: unknown, logPath: string): Error {
   return new Error(tail ? `${base}\n--- ${logPath} ---\n${tail}` : base);
 }
 
-async function unmountIfMounted(path: string): Promise<void> {
-  const mounts = await readFile("/proc/self/mountinfo", "utf8");
-  // Field 5 of mountinfo is the mount point (octal-escaped spaces do not occur in our paths).
-  const mounted = mounts.split("\n").some((l) => l.split(" ")[4] === path);
-  if (mounted) await run("umount", ["--lazy", path]);
+/** Lazily unmounts every mount at or below `dir`, deepest first. */
+async function unmountUnder(dir: string): Promise<void> {
+  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+  // Field 5 is the mount point (our paths have no spaces to octal-escape).
+  const points = mountinfo
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((m) => m === dir || m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of new Set(points)) await run("umount", ["--lazy", m]).catch(() => {});
 }
 
-/** Deletes the containers and files of a runtime folder. */
+/** SIGKILLs every process left in a container's cgroup and waits until it is empty. */
+async function killCgroup(cgroupPath: string): Promise<void> {
+  const procs = join("/sys/fs/cgroup/pids", cgroupPath, "cgroup.procs");
+  for (let i = 0; i < 50; i++) {
+    const text = await readFile(procs, "utf8").catch(() => "");
+    const pids = text.split("\n").filter(Boolean).map(Number);
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Removes a container's cgroup from every hierarchy (runc does not after a failed restore). */
+async function removeCgroup(cgroupPath: string): Promise<void> {
+  for (const hierarchy of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
+    await rmdir(join("/sys/fs/cgroup", hierarchy, cgroupPath)).catch(() => {});
+  }
+}
+
+/** Names of the child cgroups of `cgroupPath` in any hierarchy. */
+async function cgroupChildren(cgroupPath: string): Promise<Set<string>> {
+  const names = new Set<string>();
+  for (const hierarchy of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
+    const entries = await readdir(join("/sys/fs/cgroup", hierarchy, cgroupPath), {
+      withFileTypes: true,
+    }).catch(() => []);
+    for (const e of entries) if (e.isDirectory()) names.add(e.name);
+  }
+  return names;
+}
+
+/** Deletes the containers, mounts, files and cgroups of a runtime folder. */
 async function cleanupRoot(root: string): Promise<void> {
   const stateDir = join(root, "runc");
+  const cgroupBase = `/${cgroupParent}/${basename(root)}`;
   if (existsSync(stateDir)) {
-    const { stdout } = await run(runcBin, ["--root", stateDir, "list", "-q"]).catch(() => ({
-      stdout: "",
-    }));
-    for (const id of stdout.split("\n").filter(Boolean)) {
-      await run(runcBin, ["--root", stateDir, "delete", "--force", id]).catch(() => {});
+    const r = await runGroup(runcBin, ["--root", stateDir, "list", "-q"]).catch(() => undefined);
+    for (const id of (r?.stdout ?? "").split("\n").filter(Boolean)) {
+      await runGroup(runcBin, ["--root", stateDir, "delete", "--force", id]).catch(() => {});
     }
   }
-  const containers = join(root, "containers");
-  if (existsSync(containers)) {
-    for (const id of await readdir(containers)) {
-      await unmountIfMounted(join(containers, id, "rootfs"));
-    }
+  for (const id of await cgroupChildren(cgroupBase)) {
+    await killCgroup(join(cgroupBase, id));
+    await removeCgroup(join(cgroupBase, id));
   }
+  await unmountUnder(root);
   await rm(root, { recursive: true, force: true });
   // runc removes a container's own cgroup, not the parents it created for it.
   for (const hierarchy of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
@@ -587,7 +753,10 @@ async function cleanupRoot(root: string): Promise<void> {
 
 /** Cleans the folders of runtimes whose process is gone (killed tests, crashes). */
 async function sweepStale(base: string): Promise<void> {
-  for (const entry of await readdir(base).catch(() => [] as string[])) {
+  const folders = await readdir(base).catch(() => [] as string[]);
+  // A runtime whose folder is gone may still have cgroups (a crash mid-cleanup).
+  const cgroups = await cgroupChildren(`/${cgroupParent}`);
+  for (const entry of new Set([...folders, ...cgroups])) {
     const pid = Number(entry.split("-")[0]);
     if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || alive(pid)) continue;
     await cleanupRoot(join(base, entry)).catch(() => {});
