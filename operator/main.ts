@@ -1,7 +1,6 @@
 // The operator process: wiring only. Loads config, builds clients, warms the
 // caches, runs leader election, starts the controllers on the leader, serves
 // /metrics /healthz /readyz, and drains on SIGTERM.
-import { createServer } from "node:http";
 import {
   AppsV1Api,
   CoordinationV1Api,
@@ -20,6 +19,7 @@ import { injectionMetrics } from "./edgenode/podwatcher.ts";
 import { EventRecorder } from "./kube/events.ts";
 import { informerMetrics } from "./kube/informer.ts";
 import { LeaderElector } from "./kube/leader.ts";
+import { serveProbes } from "./kube/probes.ts";
 import { queueMetrics } from "./kube/workqueue.ts";
 import { MigrationController } from "./migration/controller.ts";
 
@@ -133,27 +133,13 @@ let leading = !config.leaderElection;
 let workersStarted = false;
 let shuttingDown = false;
 
-const server = createServer(async (req, res) => {
-  const path = (req.url ?? "/").split("?")[0];
-  if (path === "/metrics") {
-    res.writeHead(200, { "content-type": registry.contentType });
-    res.end(await registry.metrics());
-  } else if (path === "/healthz") {
-    const ok = edgeNodes.healthy;
-    res.writeHead(ok ? 200 : 500).end(ok ? "ok" : "informers failing");
-  } else if (path === "/readyz") {
-    const ok = !shuttingDown && edgeNodes.synced && (!leading || workersStarted);
-    res.writeHead(ok ? 200 : 503).end(ok ? "ok" : "not ready");
-  } else {
-    res.writeHead(404).end();
-  }
-});
-server.listen(config.httpPort, config.httpHost, () => {
-  const addr = server.address();
-  log.info(
-    { port: typeof addr === "object" && addr ? addr.port : config.httpPort },
-    "Serving metrics and probes",
-  );
+const server = serveProbes({
+  registry,
+  healthy: () => edgeNodes.healthy,
+  ready: () => !shuttingDown && edgeNodes.synced && (!leading || workersStarted),
+  host: config.httpHost,
+  port: config.httpPort,
+  onListening: (port) => log.info({ port }, "Serving metrics and probes"),
 });
 
 async function startLeading(): Promise<void> {

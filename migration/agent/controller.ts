@@ -17,6 +17,7 @@ import {
 } from "../../operator/api/v1alpha1.ts";
 import { getCondition, setCondition } from "../../operator/kube/conditions.ts";
 import { type InformerMetrics, SupervisedInformer } from "../../operator/kube/informer.ts";
+import { writeMigrationStatus } from "../../operator/kube/migration-status.ts";
 import { isConflict, isNotFound, mergePatch } from "../../operator/kube/patch.ts";
 import { RequeueError, WorkQueue } from "../../operator/kube/workqueue.ts";
 import { ArchiveError } from "../archive/errors.ts";
@@ -132,6 +133,21 @@ export class AgentController {
     await this.queue.shutdown();
   }
 
+  private async read(namespace: string, name: string): Promise<Migration | undefined> {
+    try {
+      return (await this.deps.custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: MIGRATION_PLURAL,
+        namespace,
+        name,
+      })) as Migration;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** Our turn: the operator moved it to Checkpointing and no step has ended it. */
   private ours(m: Migration): boolean {
     if (m.metadata.labels?.[SOURCE_NODE_LABEL] !== this.deps.config.node) return false;
@@ -144,7 +160,9 @@ export class AgentController {
 
   private async reconcile(key: string): Promise<undefined> {
     const [namespace = "", name = ""] = key.split("/");
-    let m = this.informer.get(name, namespace);
+    if (!this.informer.get(name, namespace)) return undefined;
+    // The cache can lag our own writes; each step starts from what is recorded now.
+    let m = await this.read(namespace, name);
     if (!m) return undefined;
     if (
       m.metadata.finalizers?.includes(IMAGE_FINALIZER) &&
@@ -174,13 +192,8 @@ export class AgentController {
       log.warn({ err, reason: failure.reason }, "Migration step failed");
       this.results.inc({ step: failure.condition, result: failure.reason });
       // The step may have written since `m` was read: record the failure on the latest.
-      const latest = (await this.deps.custom.getNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: MIGRATION_PLURAL,
-        namespace,
-        name,
-      })) as Migration;
+      const latest = await this.read(namespace, name);
+      if (!latest) return undefined;
       await this.cleanup(latest, log);
       await this.writeStatus(latest, (s) => {
         s.conditions = setCondition(
@@ -489,31 +502,16 @@ export class AgentController {
     }
   }
 
-  /**
-   * Merge-patches status with the resourceVersion we read: a concurrent writer
-   * (the operator) makes it fail with 409 and the step re-runs from what is recorded.
-   */
   private async writeStatus(
     m: Migration,
     mutate: (s: MigrationStatus) => void,
   ): Promise<Migration> {
-    const status: MigrationStatus = structuredClone(m.status ?? {});
-    mutate(status);
     try {
-      return (await this.deps.custom.patchNamespacedCustomObjectStatus(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: MIGRATION_PLURAL,
-          namespace: m.metadata.namespace ?? "",
-          name: m.metadata.name ?? "",
-          body: { metadata: { resourceVersion: m.metadata.resourceVersion }, status },
-        },
-        mergePatch,
-      )) as Migration;
+      return await writeMigrationStatus(this.deps.custom, m, mutate);
     } catch (err) {
-      if (isNotFound(err))
+      if (isNotFound(err)) {
         throw new StepFailure("Checkpointed", "CheckpointFailed", "the Migration was deleted");
+      }
       throw err;
     }
   }

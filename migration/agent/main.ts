@@ -2,11 +2,11 @@
 // EdgeNode). Wiring only: config, clients, the Migration controller, the archive
 // sweeper, /healthz /readyz /metrics, and a clean stop on SIGTERM.
 import { readFile } from "node:fs/promises";
-import { createServer } from "node:http";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { informerMetrics } from "../../operator/kube/informer.ts";
+import { serveProbes } from "../../operator/kube/probes.ts";
 import { startArchiveSweeper } from "../archive/gc.ts";
 import { credentialsFromDockerConfigJson } from "../registry/auth.ts";
 import { parseRepository } from "../registry/reference.ts";
@@ -63,21 +63,13 @@ const sweeper = startArchiveSweeper({
 });
 
 let stopping = false;
-const server = createServer(async (req, res) => {
-  const path = (req.url ?? "/").split("?")[0];
-  if (path === "/metrics") {
-    res.writeHead(200, { "content-type": registry.contentType });
-    res.end(await registry.metrics());
-  } else if (path === "/healthz") {
-    res.writeHead(agent.healthy ? 200 : 500).end(agent.healthy ? "ok" : "informer failing");
-  } else if (path === "/readyz") {
-    const ok = !stopping && agent.synced;
-    res.writeHead(ok ? 200 : 503).end(ok ? "ok" : "not ready");
-  } else res.writeHead(404).end();
+const server = serveProbes({
+  registry,
+  healthy: () => agent.healthy,
+  ready: () => !stopping && agent.synced,
+  port: config.httpPort,
+  onListening: (port) => log.info({ port }, "Serving metrics and probes"),
 });
-server.listen(config.httpPort, () =>
-  log.info({ port: config.httpPort }, "Serving metrics and probes"),
-);
 
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;

@@ -29,6 +29,7 @@ import { runtimeSupport } from "../edgenode/preflight.ts";
 import { getCondition, setCondition } from "../kube/conditions.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { SupervisedInformer } from "../kube/informer.ts";
+import { writeMigrationStatus } from "../kube/migration-status.ts";
 import { isConflict, isNotFound, mergePatch } from "../kube/patch.ts";
 import { type QueueMetrics, RequeueError, WorkQueue } from "../kube/workqueue.ts";
 
@@ -606,27 +607,10 @@ export class MigrationController {
     );
   }
 
-  /** Status merge patch guarded by resourceVersion: a concurrent writer makes it a quiet retry. */
   private async write(m: Migration, mutate: (s: MigrationStatus) => void): Promise<void> {
-    const status: MigrationStatus = structuredClone(m.status ?? {});
-    mutate(status);
-    status.observedGeneration = m.metadata.generation;
-    const body: { metadata: { resourceVersion?: string }; status: Record<string, unknown> } = {
-      metadata: { resourceVersion: m.metadata.resourceVersion },
-      status: status as Record<string, unknown>,
-    };
-    // Merge patch removes a field only when it is sent as null.
-    for (const k of ["failureReason"] as const) if (status[k] === undefined) body.status[k] = null;
-    await this.deps.custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: MIGRATION_PLURAL,
-        namespace: m.metadata.namespace ?? "",
-        name: m.metadata.name ?? "",
-        body,
-      },
-      mergePatch,
-    );
+    await writeMigrationStatus(this.deps.custom, m, (s) => {
+      mutate(s);
+      s.observedGeneration = m.metadata.generation;
+    });
   }
 }

@@ -176,7 +176,7 @@ describe("edge agent", () => {
 
   it("adopts the kubelet's archive after a crash mid-checkpoint: one archive, one image", async () => {
     const first = await agentFor("ag-edge-crash", REPO);
-    first.standin.settings.delayMs = 2000;
+    first.standin.settings.delayMs = 3000;
     await migration("mig-crash", "web4", "ag-edge-crash");
     await waitUntil(
       "the checkpoint to start",
@@ -184,6 +184,8 @@ describe("edge agent", () => {
         (await get("mig-crash")).status?.timestamps?.checkpointStarted ? true : undefined,
       { timeoutMs: 20_000, intervalMs: 50 },
     );
+    // checkpointStarted is written just before the kubelet call: give the call time to be sent.
+    await new Promise((r) => setTimeout(r, 700));
     await first.crash();
     // The kubelet finishes the checkpoint it was asked for, with nobody waiting.
     await waitUntil(
