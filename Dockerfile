@@ -11,11 +11,15 @@ COPY package.json package-lock.json ./
 # No install scripts: TypeScript ships its compiler per platform as an optional
 # dependency and needs none; the `node` dev dependency (Node 24 for hosts whose
 # own Node is older) is skipped this way, and the base image's Node 24 compiles.
-RUN npm ci --ignore-scripts --no-audit --no-fund
+# `npm install` against the committed lock rather than `npm ci`: the lock is written
+# by a registry mirror that omits other platforms' optional packages (biome's), and
+# `npm ci` refuses a lock without them. Versions still come from the lock.
+RUN npm install --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY operator ./operator
 COPY sidecar ./sidecar
 COPY migration ./migration
+COPY plugin ./plugin
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
 
 # --- runtime: production dependencies and compiled JavaScript only -----------
@@ -27,7 +31,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 # package.json also carries "type": "module", which the compiled files need.
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm install --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist ./dist
 COPY --chmod=0755 docker/edgeshift.sh /usr/local/bin/edgeshift
 # Nothing is written at run time, so a read-only root filesystem works. Numeric

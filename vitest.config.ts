@@ -10,6 +10,7 @@ export default defineConfig({
             "operator/**/*.test.ts",
             "sidecar/**/*.test.ts",
             "migration/**/*.test.ts",
+            "plugin/**/*.test.ts",
             "test/unit/**/*.test.ts",
           ],
         },

@@ -53,7 +53,7 @@ export interface AgentDeps {
   informerMetrics?: InformerMetrics;
 }
 
-const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+const now = () => new Date().toISOString();
 
 /** Held by a Migration while its checkpoint images exist in the registry. */
 export const IMAGE_FINALIZER = "edgeshift.dev/checkpoint-images";

@@ -129,6 +129,7 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
               name: "agent",
               image: s.image,
               args: ["agent"],
+              ports: [{ name: "metrics", containerPort: 8081 }],
               env,
               volumeMounts: mounts,
               resources: { requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "256Mi" } },

@@ -59,7 +59,8 @@ class Failure extends Error {
 }
 
 const DELETION_COST = "controller.kubernetes.io/pod-deletion-cost";
-const iso = (d = new Date()) => d.toISOString().replace(/\.\d+Z$/, "Z");
+// Milliseconds kept: steps often take less than a second.
+const iso = (d = new Date()) => d.toISOString();
 const POLL_MS = 500;
 
 function podReady(p: V1Pod | undefined): boolean {

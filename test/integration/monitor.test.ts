@@ -145,8 +145,9 @@ describe("monitor process", () => {
     expect(new Set(c.samples.map((r) => r.sample.boot)).size).toBe(1);
     for (const { sample } of c.samples) {
       expect(sample).toMatchObject({ ...identity, v: 1, intervalMs: 500, cpuLimitCores: 2 });
-      // One busy core against a 2-core limit.
-      expect(sample.cpuCores).toBeGreaterThan(0.5);
+      // One busy core against a 2-core limit (on a loaded 2-core machine it may get less
+      // than a whole core; an idle process reads ~0).
+      expect(sample.cpuCores).toBeGreaterThan(0.25);
       expect(sample.cpuPercent).toBeCloseTo((sample.cpuCores / 2) * 100, 1);
       expect(sample.memoryBytes).toBeGreaterThan(10 * 2 ** 20);
       expect(sample.memoryPercent).toBeCloseTo((sample.memoryBytes / (512 * 2 ** 20)) * 100, 1);
