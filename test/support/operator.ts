@@ -113,9 +113,11 @@ export async function startOperator(opts: {
         EDGESHIFT_NATS_URL: opts.natsUrl,
         EDGESHIFT_SIGNING_KEY: testSigningKey,
         EDGESHIFT_LOG_LEVEL: "debug",
-        EDGESHIFT_LEASE_DURATION: "4s",
-        EDGESHIFT_RENEW_DEADLINE: "3s",
-        EDGESHIFT_RETRY_PERIOD: "500ms",
+        // Short enough for a quick failover test, long enough that a busy CI machine
+        // does not make a healthy leader miss its renew deadline.
+        EDGESHIFT_LEASE_DURATION: "6s",
+        EDGESHIFT_RENEW_DEADLINE: "5s",
+        EDGESHIFT_RETRY_PERIOD: "1s",
         ...opts.env,
       },
       stdio: ["ignore", "pipe", "pipe"],
