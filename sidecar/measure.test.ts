@@ -167,7 +167,8 @@ describe("Sampler on real processes", () => {
     const m = sampler.measure();
     const reference = (used1 - used0) / ((wall1 - wall0) / 1000);
 
-    expect(reference).toBeGreaterThan(0.5);
+    // Busy, even on a loaded machine (the suite runs unit and integration tests side by side).
+    expect(reference).toBeGreaterThan(0.3);
     expect(m.targets).toBe(1);
     expect(m.source).toBe("proc");
     expect(Math.abs((m.cpuCores ?? 0) - reference) / reference).toBeLessThan(0.15);

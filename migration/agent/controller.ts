@@ -190,7 +190,10 @@ export class AgentController {
       if (err instanceof RequeueError || isConflict(err)) throw new RequeueError("conflict");
       const failure = this.classify(err);
       log.warn({ err, reason: failure.reason }, "Migration step failed");
-      this.results.inc({ step: failure.condition, result: failure.reason });
+      this.results.inc({
+        step: failure.condition === "Checkpointed" ? "checkpoint" : "push",
+        result: failure.reason,
+      });
       // The step may have written since `m` was read: record the failure on the latest.
       const latest = await this.read(namespace, name);
       if (!latest) return undefined;

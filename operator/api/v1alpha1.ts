@@ -187,6 +187,8 @@ export const EdgeNodeConditionReason = {
   Reconciled: "Reconciled",
   /** Ready False: the nodeSelector matches no node. */
   NoMatchingNodes: "NoMatchingNodes",
+  /** Ready False: the per-node pod watchers have not synced yet. */
+  WatchersStarting: "WatchersStarting",
   /** Ready False: spec.registry.secretRef names a Secret that does not exist. */
   RegistrySecretNotFound: "RegistrySecretNotFound",
   /** Ready False: a spec problem the schema cannot express (e.g. overlapping EdgeNodes). */
