@@ -304,7 +304,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const nats = startProcess(
         "nats-server",
         "nats-server",
-        ["-a", "127.0.0.1", "-p", String(port)],
+        // The pid file puts this run's directory on the command line, so CI can tell
+        // our servers from anyone else's.
+        ["-a", "127.0.0.1", "-p", String(port), "-P", join(dir, "nats.pid")],
         {
           logDir,
         },

@@ -33,7 +33,7 @@ export async function startNats(name = "nats"): Promise<TestNats> {
     const p = startProcess(
       `${name}-${++starts}`,
       NATS_SERVER,
-      ["-a", "127.0.0.1", "-p", String(port)],
+      ["-a", "127.0.0.1", "-p", String(port), "-P", join(logDir, "nats.pid")],
       {
         logDir,
       },
