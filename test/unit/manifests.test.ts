@@ -197,11 +197,18 @@ describe("examples", () => {
     ]);
     const edgeLabels = edgeNode.spec.nodeSelector.matchLabels ?? {};
     for (const j of jobs) {
-      const sel = j.spec?.template.spec?.nodeSelector ?? {};
-      expect(Object.keys(sel).length).toBeGreaterThan(0);
-      for (const [k, v] of Object.entries(sel))
-        expect(edgeLabels[k], `${k} on ${j.metadata?.name}`).toBe(v);
-      expect(j.spec?.template.spec?.restartPolicy).toBe("Never");
+      const spec = j.spec?.template.spec;
+      // No required placement: it would travel with the restored pod and bar every cloud node.
+      expect(spec?.nodeSelector, j.metadata?.name).toBeUndefined();
+      expect(
+        spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution,
+      ).toBeUndefined();
+      const preferred =
+        spec?.affinity?.nodeAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+      const keys = preferred.flatMap((p) => p.preference.matchExpressions ?? []).map((e) => e.key);
+      expect(keys.length, `${j.metadata?.name} prefers edge nodes`).toBeGreaterThan(0);
+      for (const k of keys) expect(k in edgeLabels, `${k} on ${j.metadata?.name}`).toBe(true);
+      expect(spec?.restartPolicy).toBe("Never");
     }
   });
 
