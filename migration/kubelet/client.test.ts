@@ -4,6 +4,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { makeServingCertificate, type ServingCertificate } from "./cert.ts";
 import {
   CheckpointError,
   type CheckpointErrorReason,
@@ -12,7 +13,6 @@ import {
   checkpointPath,
   parseCheckpointResponse,
 } from "./client.ts";
-import { makeServingCertificate, type ServingCertificate } from "./standin.ts";
 
 const TOKEN = "eyJhbGciOiJSUzI1NiJ9.secret-token-value";
 let cert: ServingCertificate;

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type ArchiveInfo, validateArchive } from "../archive/validate.ts";
-import { makeServingCertificate, type ServingCertificate } from "../kubelet/standin.ts";
+import { makeServingCertificate, type ServingCertificate } from "../kubelet/cert.ts";
 import { writeStandInArchive } from "../kubelet/standin-archive.ts";
 import { RegistryCredentials } from "./auth.ts";
 import { RegistryClient, RegistryError } from "./client.ts";

@@ -18,6 +18,12 @@ import {
   type V1Pod,
 } from "@kubernetes/client-node";
 import {
+  type CheckpointCall,
+  KubeletError,
+  type KubeletServer,
+  startKubeletServer,
+} from "../../migration/kubelet/server.ts";
+import {
   credentialsFromDockerConfigJson,
   RegistryCredentials,
 } from "../../migration/registry/auth.ts";
@@ -32,12 +38,6 @@ import {
   type RegistryAccess,
   unpackRootfsDiff,
 } from "./crio.ts";
-import {
-  type CheckpointCall,
-  KubeletError,
-  type KubeletServer,
-  startKubeletServer,
-} from "./kubelet-server.ts";
 import { type ContainerSpec, type JoinedProcess, SimRuntime } from "./runtime.ts";
 import type { SimTools } from "./setup.ts";
 import { counterWorkload } from "./workloads.ts";

@@ -1,13 +1,13 @@
-// The kubelet's HTTPS checkpoint endpoint for one simulated node, with the
-// same contract as the stand-in in migration/kubelet/standin.ts (path,
-// `timeout` query parameter, JSON shape, status codes; bearer tokens checked
-// by a real TokenReview, calls authorised by a real SubjectAccessReview for
-// create nodes/checkpoint), but the work itself is delegated: the node
-// simulator checkpoints a real container and writes a real archive.
+// The kubelet's HTTPS checkpoint endpoint for tests (no machine here runs a
+// kubelet with CRI-O): the kubelet's path, `timeout` query parameter, JSON
+// shape and status codes; bearer tokens checked by a real TokenReview and calls
+// authorised by a real SubjectAccessReview for create nodes/checkpoint. The
+// checkpoint itself is delegated: generated archives in the stand-in
+// (standin.ts), real CRIU dumps in the node simulator (test/sim/node.ts).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import { AuthenticationV1Api, AuthorizationV1Api, KubeConfig } from "@kubernetes/client-node";
-import { makeServingCertificate } from "../../migration/kubelet/standin.ts";
+import { makeServingCertificate } from "./cert.ts";
 
 /** What the checkpoint handler answers when it cannot: the kubelet's status and message. */
 export class KubeletError extends Error {
