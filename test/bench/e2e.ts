@@ -1,31 +1,10 @@
-// End-to-end migration bench: one local control plane with NATS and the
-// registry, an edge and a cloud simulated node (real runc and CRIU), the
-// operator and the edge agent, set up as `npm run demo` does. The EdgeNode's
-// thresholds never trigger on their own (CPU 100 % of the limit sustained for
-// an hour): every migration is a hand-written Migration, so each run is
-// controlled. For each memory size a counter pod holding that much memory runs
-// on the edge node and is migrated with the checkpoint policy and, separately,
-// with the restart policy; pods and Migrations are deleted between runs.
-import { rm } from "node:fs/promises";
-import { dirname } from "node:path";
 import { performance } from "node:perf_hooks";
 import { GROUP, MIGRATION_PLURAL, type Migration, VERSION } from "../../operator/api/v1alpha1.ts";
 import { monitorName } from "../../operator/monitor/inject.ts";
-import { type Cluster, startCluster } from "../cluster/cluster.ts";
 import { waitUntil } from "../cluster/process.ts";
-import { type SimAgent, startSimAgent } from "../sim/agent.ts";
-import { SimNode } from "../sim/node.ts";
+import { SimEnvironment } from "../sim/environment.ts";
 import { counterPod, podProgress } from "../sim/pods.ts";
-import { ensureSimTools } from "../sim/setup.ts";
 import type { CounterProgress } from "../sim/workloads.ts";
-import { adminClients, type Clients, createNamespace } from "../support/objects.ts";
-import {
-  installOperatorRbac,
-  OPERATOR_NAMESPACE,
-  type RunningOperator,
-  serviceAccountKubeconfig,
-  startOperator,
-} from "../support/operator.ts";
 
 const NS = "edgeshift-bench";
 const G = "bench.edgeshift.dev/group";
@@ -93,50 +72,24 @@ export async function runE2eBench(o: {
   log: (m: string) => void;
 }): Promise<{ runs: E2eRun[]; summary: E2eSummary[] }> {
   const log = o.log;
-  let cluster: Cluster | undefined;
-  let edge: SimNode | undefined;
-  let cloud: SimNode | undefined;
-  let agent: SimAgent | undefined;
-  let op: RunningOperator | undefined;
-  let saKubeconfig: string | undefined;
-  let torn: Promise<void> | undefined;
-
-  const teardown = (): Promise<void> => {
-    torn ??= (async () => {
-      const errors: unknown[] = [];
-      const attempt = async (f: () => Promise<unknown>) => {
-        try {
-          await f();
-        } catch (err) {
-          errors.push(err);
-        }
-      };
-      log("tearing down");
-      if (op) {
-        const x = op;
-        await attempt(() => x.kill());
-        await attempt(() => x.cleanup());
-      }
-      if (agent) {
-        const a = agent;
-        await attempt(() => a.stop());
-      }
-      // The control plane first (as the demo does); the nodes' runtimes then
-      // remove every container, mount, cgroup and file themselves.
-      if (cluster) {
-        const cl = cluster;
-        await attempt(() => cl.stop());
-      }
-      for (const n of [edge, cloud]) if (n) await attempt(() => n.close({ deleteNode: false }));
-      if (saKubeconfig) {
-        const p = saKubeconfig;
-        await attempt(() => rm(dirname(p), { recursive: true, force: true }));
-      }
-      if (errors.length > 0) {
-        for (const e of errors) log(`teardown: ${e instanceof Error ? e.message : String(e)}`);
-      } else log("everything stopped and removed");
-    })();
-    return torn;
+  // Never migrates by itself: the counters have no CPU limit (a quarter of the machine
+  // at most) and the window is an hour; the bench starts every migration by hand.
+  const env = new SimEnvironment({
+    name: EDGENODE,
+    namespace: NS,
+    groupLabel: G,
+    decision: {
+      thresholds: { cpu: { triggerPercent: 100 } },
+      sustainedWindowSeconds: 3600,
+      breachPercent: 100,
+    },
+    log,
+  });
+  const teardown = async (): Promise<void> => {
+    log("tearing down");
+    const problems = await env.stop();
+    for (const e of problems) log(`teardown: ${e}`);
+    if (problems.length === 0) log("everything stopped and removed");
   };
   const onSignal = (signal: NodeJS.Signals) => {
     log(`received ${signal}`);
@@ -146,66 +99,9 @@ export async function runE2eBench(o: {
   process.once("SIGTERM", onSignal);
 
   try {
-    log("starting the local control plane, NATS and the registry");
-    cluster = await startCluster({ installCrds: true, nats: true, registry: true, log });
-    const reg = cluster.registry;
-    if (!reg || !cluster.natsUrl) throw new Error("the cluster has no registry or NATS");
-    const c: Clients = adminClients(cluster.kubeconfig);
-    const tools = await ensureSimTools();
-    await installOperatorRbac(cluster.kubectl, cluster.kubeconfig);
-    await createNamespace(c, NS);
-    const registries = {
-      [reg.host]: { username: reg.username, password: reg.password, insecure: true },
-    };
-    const repository = `${reg.host}/edgeshift/bench`;
-    const common = { kubeconfig: cluster.kubeconfig, tools, registries, namespaces: [NS] };
-    edge = await SimNode.start({ ...common, name: EDGE, labels: { [G]: "edge" } });
-    cloud = await SimNode.start({ ...common, name: CLOUD, labels: { [G]: "cloud" } });
-    const edgeNode = edge;
-    const cloudNode = cloud;
-    await c.custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: "edgenodes",
-      body: {
-        apiVersion: "edgeshift.dev/v1alpha1",
-        kind: "EdgeNode",
-        metadata: { name: EDGENODE },
-        spec: {
-          nodeSelector: { matchLabels: { [G]: "edge" } },
-          pods: { namespaces: [NS] },
-          // Never by itself: the counters have no CPU limit (a quarter of the
-          // machine at most) and the window is an hour.
-          thresholds: { cpu: { triggerPercent: 100 } },
-          samplingIntervalSeconds: 1,
-          sustainedWindowSeconds: 3600,
-          breachPercent: 100,
-          cooldownSeconds: 0,
-          cloud: { nodeSelector: { matchLabels: { [G]: "cloud" } } },
-          restorePolicy: "checkpoint",
-          fallbackToRestart: false,
-          registry: { repository, insecure: true },
-        },
-      },
-    });
-    agent = await startSimAgent({
-      kubeconfig: cluster.kubeconfig,
-      node: edgeNode,
-      edgeNode: EDGENODE,
-      repository,
-      registry: reg,
-    });
-    saKubeconfig = await serviceAccountKubeconfig(
-      cluster.kubeconfig,
-      OPERATOR_NAMESPACE,
-      "edgeshift-operator",
-    );
-    op = await startOperator({
-      name: "bench-operator",
-      kubeconfig: saKubeconfig,
-      natsUrl: cluster.natsUrl,
-    });
-    log("cluster, nodes, agent and operator ready");
+    await env.start();
+    const { edge: edgeNode, cloud: cloudNode, clients: c } = env;
+    if (!edgeNode || !cloudNode || !c) throw new Error("the simulated environment did not start");
 
     const getMig = async (name: string) =>
       (await c.custom.getNamespacedCustomObject({

@@ -1,30 +1,10 @@
-// `npm run demo`: the whole mission on one machine. Starts the local control
-// plane, NATS and the registry, an edge and a cloud simulated node (real runc
-// and CRIU), the operator (with its ServiceAccount) and the edge agent; applies
-// an EdgeNode and the checkpoint test-case Job (the counter workload at a
-// 0.5-core limit). The counter's load breaches the CPU threshold, the decision
-// engine creates the Migration, the migration runs, and the counter continues
-// on the cloud node from its checkpointed value. Prints each phase as it
-// happens and a summary table; tears everything down on exit, error or Ctrl-C.
-import { rm } from "node:fs/promises";
-import { dirname } from "node:path";
 import { BatchV1Api, type V1Pod } from "@kubernetes/client-node";
 import { GROUP, MIGRATION_PLURAL, type Migration, VERSION } from "../../operator/api/v1alpha1.ts";
-import { type Cluster, startCluster } from "../cluster/cluster.ts";
 import { waitUntil } from "../cluster/process.ts";
-import { type SimAgent, startSimAgent } from "../sim/agent.ts";
-import { SimNode } from "../sim/node.ts";
+import { SimEnvironment } from "../sim/environment.ts";
 import { counterPod, podProgress } from "../sim/pods.ts";
-import { ensureSimTools } from "../sim/setup.ts";
 import type { CounterProgress } from "../sim/workloads.ts";
-import { adminClients, type Clients, createNamespace } from "../support/objects.ts";
-import {
-  installOperatorRbac,
-  OPERATOR_NAMESPACE,
-  type RunningOperator,
-  serviceAccountKubeconfig,
-  startOperator,
-} from "../support/operator.ts";
+import type { Clients } from "../support/objects.ts";
 import { printTable } from "./table.ts";
 
 const NS = "edgeshift-demo";
@@ -39,54 +19,31 @@ const t0 = Date.now();
 const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s`;
 const say = (m: string) => console.log(`[${elapsed()}] ${m}`);
 
-let cluster: Cluster | undefined;
 interface ClientsWithBatch extends Clients {
   batch: BatchV1Api;
 }
 
-let edge: SimNode | undefined;
-let cloud: SimNode | undefined;
-let agent: SimAgent | undefined;
-let op: RunningOperator | undefined;
-let saKubeconfig: string | undefined;
+const env = new SimEnvironment({
+  name: EDGENODE,
+  namespace: NS,
+  groupLabel: G,
+  // The counter at a 0.5-core limit runs at 90-100 % of it.
+  decision: {
+    thresholds: { cpu: { triggerPercent: 70 } },
+    sustainedWindowSeconds: 3,
+    breachPercent: 80,
+  },
+  log: say,
+});
 let stopping = false;
 let teardownPromise: Promise<void> | undefined;
 
 async function teardownOnce(): Promise<void> {
-  const errors: unknown[] = [];
-  const attempt = async (f: () => Promise<unknown>) => {
-    try {
-      await f();
-    } catch (err) {
-      errors.push(err);
-    }
-  };
   say("Tearing down");
-  if (op) {
-    const o = op;
-    await attempt(() => o.kill());
-    await attempt(() => o.cleanup());
-  }
-  if (agent) {
-    const a = agent;
-    await attempt(() => a.stop());
-  }
-  // The control plane goes first: a Ctrl-C in the terminal has already sent
-  // SIGINT to every process of the group (etcd may be gone), and with the API
-  // server stopped no request of the nodes' pod loops can hang. The nodes'
-  // runtimes then remove every container, mount, cgroup and file themselves.
-  if (cluster) {
-    const cl = cluster;
-    await attempt(() => cl.stop());
-  }
-  for (const n of [edge, cloud]) if (n) await attempt(() => n.close({ deleteNode: false }));
-  if (saKubeconfig) {
-    const p = saKubeconfig;
-    await attempt(() => rm(dirname(p), { recursive: true, force: true }));
-  }
-  if (errors.length > 0) {
+  const problems = await env.stop();
+  if (problems.length > 0) {
     console.error("Teardown problems:");
-    for (const e of errors) console.error(`  ${e instanceof Error ? e.message : String(e)}`);
+    for (const e of problems) console.error(`  ${e}`);
   } else say("Everything stopped and removed");
 }
 
@@ -115,88 +72,11 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 async function main(): Promise<void> {
-  say("Starting the local control plane, NATS and the registry");
-  cluster = await startCluster({
-    installCrds: true,
-    nats: true,
-    registry: true,
-    log: (m) => say(`  ${m}`),
-  });
-  const reg = cluster.registry;
-  if (!reg || !cluster.natsUrl) throw new Error("the cluster has no registry or NATS");
-  const base = adminClients(cluster.kubeconfig);
-  const cl: ClientsWithBatch = { ...base, batch: base.kc.makeApiClient(BatchV1Api) };
-  say(`Kubernetes ${cluster.versions.kubernetes} ready (KUBECONFIG=${cluster.kubeconfig})`);
-
-  say("Preparing runc, CRIU and the workload root filesystem");
-  const tools = await ensureSimTools();
-  await installOperatorRbac(cluster.kubectl, cluster.kubeconfig);
-  await createNamespace(cl, NS);
-  const registries = {
-    [reg.host]: { username: reg.username, password: reg.password, insecure: true },
-  };
-  const repository = `${reg.host}/edgeshift/demo`;
-  edge = await SimNode.start({
-    kubeconfig: cluster.kubeconfig,
-    name: EDGE,
-    labels: { [G]: "edge" },
-    tools,
-    registries,
-    namespaces: [NS],
-  });
-  cloud = await SimNode.start({
-    kubeconfig: cluster.kubeconfig,
-    name: CLOUD,
-    labels: { [G]: "cloud" },
-    tools,
-    registries,
-    namespaces: [NS],
-  });
-  say(`Simulated nodes registered: ${EDGE} (edge), ${CLOUD} (cloud)`);
-  await cl.custom.createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: "edgenodes",
-    body: {
-      apiVersion: "edgeshift.dev/v1alpha1",
-      kind: "EdgeNode",
-      metadata: { name: EDGENODE },
-      spec: {
-        nodeSelector: { matchLabels: { [G]: "edge" } },
-        pods: { namespaces: [NS] },
-        // The counter at a 0.5-core limit runs at 90-100 % of it.
-        thresholds: { cpu: { triggerPercent: 70 } },
-        samplingIntervalSeconds: 1,
-        sustainedWindowSeconds: 3,
-        breachPercent: 80,
-        cooldownSeconds: 0,
-        cloud: { nodeSelector: { matchLabels: { [G]: "cloud" } } },
-        restorePolicy: "checkpoint",
-        fallbackToRestart: false,
-        registry: { repository, insecure: true },
-      },
-    },
-  });
+  await env.start();
+  const { edge, cloud, clients } = env;
+  if (!edge || !cloud || !clients) throw new Error("the simulated environment did not start");
+  const cl: ClientsWithBatch = { ...clients, batch: clients.kc.makeApiClient(BatchV1Api) };
   say(`EdgeNode ${EDGENODE} applied: checkpoint policy, CPU > 70 % of the limit for 3 s`);
-  agent = await startSimAgent({
-    kubeconfig: cluster.kubeconfig,
-    node: edge,
-    edgeNode: EDGENODE,
-    repository,
-    registry: reg,
-  });
-  say("Edge agent started");
-  saKubeconfig = await serviceAccountKubeconfig(
-    cluster.kubeconfig,
-    OPERATOR_NAMESPACE,
-    "edgeshift-operator",
-  );
-  op = await startOperator({
-    name: "demo-operator",
-    kubeconfig: saKubeconfig,
-    natsUrl: cluster.natsUrl,
-  });
-  say("Operator ready (leader, with its ServiceAccount's RBAC)");
 
   // The checkpoint test case: a Job running the in-memory counter at a 0.5-core limit.
   const template = counterPod("unused", EDGE, {
