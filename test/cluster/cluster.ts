@@ -7,7 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
-import { makePki } from "./pki.ts";
+import { makePki, type Pki, signCert } from "./pki.ts";
 import {
   freePort,
   type Managed,
@@ -26,12 +26,32 @@ export interface ClusterOptions {
   nats?: boolean;
   registry?: boolean;
   log?: (msg: string) => void;
+  /** Run the control plane inside a network namespace (a cluster of real nodes); default: host loopback. */
+  network?: ClusterNetwork;
+  /** Static-token identities besides the admin and the controllers (kubelets, kube-proxy). */
+  users?: { id: string; user: string; groups?: string[] }[];
+  /** Extra kube-apiserver flags. */
+  apiServerArgs?: string[];
+  /** Directory to create the cluster in (default: a new one under the temp dir). */
+  dir?: string;
+}
+
+/** Where the control plane runs when it is not on the host's loopback. */
+export interface ClusterNetwork {
+  /** Command prefix that runs a program inside the cluster's namespaces. */
+  wrap: string[];
+  /** The address the API server and registry listen on, reachable from nodes and pods. */
+  address: string;
+  /** A port on the host's 127.0.0.1 that reaches `host:port` inside the namespace. */
+  reach(host: string, port: number): Promise<number>;
 }
 
 export interface RegistryInfo {
-  /** host:port, no scheme */
+  /** host:port, no scheme, as nodes and pods reach it */
   host: string;
   url: string;
+  /** The same registry as the harness on the host reaches it. */
+  hostUrl: string;
   username: string;
   password: string;
 }
@@ -45,6 +65,11 @@ export interface Cluster {
   kubectl: string;
   binDir: string;
   versions: { kubernetes: string; etcd: string };
+  pki: Pki;
+  /** Bearer tokens of `ClusterOptions.users`, by id. */
+  tokens: Record<string, string>;
+  /** The API server's URL as nodes and pods reach it (equals `server` on loopback). */
+  innerServer: string;
   natsUrl?: string;
   registry?: RegistryInfo;
   /** Stops the kube-apiserver only (for watch-failure tests); `startApiServer` brings it back on the same port. */
@@ -87,7 +112,7 @@ function httpsGet(
   });
 }
 
-function kubeconfigYaml(server: string, caPem: string, user: string, token: string): string {
+export function kubeconfigYaml(server: string, caPem: string, user: string, token: string): string {
   return stringify({
     apiVersion: "v1",
     kind: "Config",
@@ -113,9 +138,13 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const log = opts.log ?? (() => {});
   const binDir = await ensureBinaries(log);
   const bin = (b: string) => join(binDir, b);
-  const dir = await mkdtemp(join(tmpdir(), "edgeshift-cluster-"));
+  const net = opts.network;
+  const wrap = (command: string, args: string[]) => wrapped(net, command, args);
+  const reach = async (port: number, host = "127.0.0.1") =>
+    net ? await net.reach(host, port) : port;
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "edgeshift-cluster-")));
   const logDir = join(dir, "logs");
-  await mkdir(logDir);
+  await mkdir(logDir, { recursive: true });
   const procs: Managed[] = [];
   const stopAll = async () => {
     for (const p of [...procs].reverse()) await stopProcess(p);
@@ -123,17 +152,18 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   };
 
   try {
-    const pki = await makePki(dir);
+    const pki = await makePki(dir, net ? [`IP:${net.address}`] : []);
     const caPem = await readFile(pki.caCert, "utf8");
     const ca = Buffer.from(caPem);
 
     // etcd
-    const [etcdClient, etcdPeer] = [await freePort(), await freePort()];
+    // Inside a namespace of its own the well-known ports are free.
+    const [etcdClient, etcdPeer] = net ? [2379, 2380] : [await freePort(), await freePort()];
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
+    const etcdHostUrl = `http://127.0.0.1:${await reach(etcdClient)}`;
     const etcd = startProcess(
       "etcd",
-      bin("etcd"),
-      [
+      ...wrap(bin("etcd"), [
         `--data-dir=${join(dir, "etcd")}`,
         `--listen-client-urls=${etcdUrl}`,
         `--advertise-client-urls=${etcdUrl}`,
@@ -144,16 +174,16 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         // A throw-away test store: durability is not worth the fsync latency.
         "--unsafe-no-fsync",
         "--log-level=warn",
-      ],
+      ]),
       { logDir },
     );
     procs.push(etcd);
     const etcdVersion = await waitUntil(
       "etcd",
       async () => {
-        const r = await fetch(`${etcdUrl}/version`);
+        const r = await fetch(`${etcdHostUrl}/version`);
         if (!r.ok) return undefined;
-        const h = await fetch(`${etcdUrl}/health`);
+        const h = await fetch(`${etcdHostUrl}/health`);
         if (!h.ok) return undefined;
         return ((await r.json()) as { etcdserver: string }).etcdserver;
       },
@@ -167,18 +197,26 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       cm: randomBytes(24).toString("hex"),
       sched: randomBytes(24).toString("hex"),
     };
+    const userTokens: Record<string, string> = {};
+    const userLines = (opts.users ?? []).map((u) => {
+      const t = randomBytes(24).toString("hex");
+      userTokens[u.id] = t;
+      return `${t},${u.user},${u.id}${u.groups?.length ? `,"${u.groups.join(",")}"` : ""}`;
+    });
     await writeFile(
       join(dir, "tokens.csv"),
       [
         `${tokens.admin},edgeshift-admin,admin,"system:masters"`,
         `${tokens.cm},system:kube-controller-manager,kcm`,
         `${tokens.sched},system:kube-scheduler,ksched`,
+        ...userLines,
         "",
       ].join("\n"),
       { mode: 0o600 },
     );
-    const apiPort = await freePort();
-    const server = `https://127.0.0.1:${apiPort}`;
+    const apiPort = net ? 6443 : await freePort();
+    const innerServer = net ? `https://${net.address}:${apiPort}` : `https://127.0.0.1:${apiPort}`;
+    const server = `https://127.0.0.1:${await reach(apiPort, net?.address)}`;
     const apiArgs = [
       `--etcd-servers=${etcdUrl}`,
       `--cert-dir=${join(dir, "apiserver-certs")}`,
@@ -186,19 +224,24 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `--tls-private-key-file=${pki.serverKey}`,
       `--client-ca-file=${pki.caCert}`,
       `--secure-port=${apiPort}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
+      `--bind-address=${net ? "0.0.0.0" : "127.0.0.1"}`,
+      `--advertise-address=${net?.address ?? "127.0.0.1"}`,
       "--service-cluster-ip-range=10.0.0.0/24",
-      "--authorization-mode=RBAC",
+      // With nodes, kubelets act as system:node:<name> and may touch only their own objects.
+      `--authorization-mode=${net ? "Node,RBAC" : "RBAC"}`,
+      ...(net ? ["--enable-admission-plugins=NodeRestriction"] : []),
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
       `--service-account-key-file=${pki.saPub}`,
       `--service-account-signing-key-file=${pki.saKey}`,
       `--token-auth-file=${join(dir, "tokens.csv")}`,
       "--allow-privileged=true",
-      "--endpoint-reconciler-type=none",
+      // On loopback no pod needs the kubernetes Service; with nodes, its endpoint is the advertised address.
+      ...(net ? [] : ["--endpoint-reconciler-type=none"]),
+      ...(net ? await kubeletClientArgs(pki, dir) : []),
       "--v=1",
+      ...(opts.apiServerArgs ?? []),
     ];
-    let api = startProcess("kube-apiserver", bin("kube-apiserver"), apiArgs, { logDir });
+    let api = startProcess("kube-apiserver", ...wrap(bin("kube-apiserver"), apiArgs), { logDir });
     procs.push(api);
     const apiReady = (p: Managed) =>
       waitUntil(
@@ -220,17 +263,18 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       mode: 0o600,
     });
     const cmConfig = join(dir, "controller-manager.kubeconfig");
-    await writeFile(cmConfig, kubeconfigYaml(server, caPem, "kcm", tokens.cm), { mode: 0o600 });
+    await writeFile(cmConfig, kubeconfigYaml(innerServer, caPem, "kcm", tokens.cm), {
+      mode: 0o600,
+    });
     const schedConfig = join(dir, "scheduler.kubeconfig");
-    await writeFile(schedConfig, kubeconfigYaml(server, caPem, "ksched", tokens.sched), {
+    await writeFile(schedConfig, kubeconfigYaml(innerServer, caPem, "ksched", tokens.sched), {
       mode: 0o600,
     });
 
     procs.push(
       startProcess(
         "kube-controller-manager",
-        bin("kube-controller-manager"),
-        [
+        ...wrap(bin("kube-controller-manager"), [
           `--kubeconfig=${cmConfig}`,
           `--authentication-kubeconfig=${cmConfig}`,
           `--authorization-kubeconfig=${cmConfig}`,
@@ -242,22 +286,21 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
           // as in kubeadm clusters (the garbage collector needs its delete rights).
           "--use-service-account-credentials=true",
           "--v=1",
-        ],
+        ]),
         { logDir },
       ),
     );
     procs.push(
       startProcess(
         "kube-scheduler",
-        bin("kube-scheduler"),
-        [
+        ...wrap(bin("kube-scheduler"), [
           `--kubeconfig=${schedConfig}`,
           `--authentication-kubeconfig=${schedConfig}`,
           `--authorization-kubeconfig=${schedConfig}`,
           "--leader-elect=false",
           "--secure-port=0",
           "--v=1",
-        ],
+        ]),
         { logDir },
       ),
     );
@@ -300,19 +343,23 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
     let natsUrl: string | undefined;
     if (opts.nats) {
-      const port = await freePort();
+      const port = net ? 4222 : await freePort();
       const nats = startProcess(
-        "nats-server",
         "nats-server",
         // The pid file puts this run's directory on the command line, so CI can tell
         // our servers from anyone else's.
-        ["-a", "127.0.0.1", "-p", String(port), "-P", join(dir, "nats.pid")],
-        {
-          logDir,
-        },
+        ...wrap("nats-server", [
+          "-a",
+          net?.address ?? "127.0.0.1",
+          "-p",
+          String(port),
+          "-P",
+          join(dir, "nats.pid"),
+        ]),
+        { logDir },
       );
       procs.push(nats);
-      natsUrl = `nats://127.0.0.1:${port}`;
+      natsUrl = `nats://127.0.0.1:${await reach(port, net?.address)}`;
       await waitUntil(
         "nats-server",
         async () => ((await tailLog(nats, 50)).includes("Server is ready") ? true : undefined),
@@ -323,7 +370,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
     let registry: RegistryInfo | undefined;
     if (opts.registry) {
-      registry = await startRegistry(dir, logDir, procs);
+      registry = await startRegistry(dir, logDir, procs, net);
       log(`Started OCI registry at ${registry.url} (basic auth)`);
     }
 
@@ -336,6 +383,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       kubectl,
       binDir,
       versions: { kubernetes: version.gitVersion, etcd: etcdVersion },
+      pki,
+      tokens: userTokens,
+      innerServer,
       natsUrl,
       registry,
       async stopApiServer() {
@@ -343,13 +393,13 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       },
       async startApiServer() {
         const i = procs.indexOf(api);
-        api = startProcess("kube-apiserver", bin("kube-apiserver"), apiArgs, { logDir });
+        api = startProcess("kube-apiserver", ...wrap(bin("kube-apiserver"), apiArgs), { logDir });
         procs[i] = api;
         await apiReady(api);
       },
       async stop() {
         await stopAll();
-        await rm(dir, { recursive: true, force: true });
+        if (!opts.dir) await rm(dir, { recursive: true, force: true });
       },
     };
     return cluster;
@@ -358,13 +408,19 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       procs.map(async (p) => `--- ${p.name}\n${await tailLog(p, 15)}`),
     );
     await stopAll();
-    await rm(dir, { recursive: true, force: true });
+    if (!opts.dir) await rm(dir, { recursive: true, force: true });
     throw new Error(`${(err as Error).message}\n${tails.join("\n")}`);
   }
 }
 
-async function startRegistry(dir: string, logDir: string, procs: Managed[]): Promise<RegistryInfo> {
-  const port = await freePort();
+async function startRegistry(
+  dir: string,
+  logDir: string,
+  procs: Managed[],
+  net: ClusterNetwork | undefined,
+): Promise<RegistryInfo> {
+  const port = net ? 5001 : await freePort();
+  const address = net?.address ?? "127.0.0.1";
   const username = "edgeshift";
   const password = randomBytes(18).toString("base64url");
   const htpasswd = join(dir, "registry.htpasswd");
@@ -383,20 +439,45 @@ async function startRegistry(dir: string, logDir: string, procs: Managed[]): Pro
       version: 0.1,
       log: { level: "warn", accesslog: { disabled: true } },
       storage: { filesystem: { rootdirectory: join(dir, "registry") }, delete: { enabled: true } },
-      http: { addr: `127.0.0.1:${port}`, secret: randomBytes(16).toString("hex") },
+      http: { addr: `${address}:${port}`, secret: randomBytes(16).toString("hex") },
       auth: { htpasswd: { realm: "edgeshift-test", path: htpasswd } },
     }),
   );
-  const reg = startProcess("registry", "docker-registry", ["serve", config], { logDir });
+  const reg = startProcess("registry", ...wrapped(net, "docker-registry", ["serve", config]), {
+    logDir,
+  });
   procs.push(reg);
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${address}:${port}`;
+  const hostUrl = net ? `http://127.0.0.1:${await net.reach(address, port)}` : url;
   await waitUntil(
     "registry",
     async () => {
-      const r = await fetch(`${url}/v2/`);
+      const r = await fetch(`${hostUrl}/v2/`);
       return r.status === 401 ? true : undefined;
     },
     { timeoutMs: 20_000, alive: [reg] },
   );
-  return { host: `127.0.0.1:${port}`, url, username, password };
+  return { host: `${address}:${port}`, url, hostUrl, username, password };
+}
+
+function wrapped(net: ClusterNetwork | undefined, command: string, args: string[]): [string, string[]] {
+  return net ? [net.wrap[0] ?? "", [...net.wrap.slice(1), command, ...args]] : [command, args];
+}
+
+/** The API server's side of `kubectl logs/exec`: a client certificate, and the CA that signs kubelets' serving certificates. */
+async function kubeletClientArgs(pki: Pki, dir: string): Promise<string[]> {
+  const c = await signCert(
+    pki,
+    dir,
+    "apiserver-kubelet-client",
+    "/O=system:masters/CN=kube-apiserver-kubelet-client",
+    "clientAuth",
+  );
+  return [
+    `--kubelet-client-certificate=${c.cert}`,
+    `--kubelet-client-key=${c.key}`,
+    `--kubelet-certificate-authority=${pki.caCert}`,
+    // Node names do not resolve here; their InternalIP does.
+    "--kubelet-preferred-address-types=InternalIP",
+  ];
 }

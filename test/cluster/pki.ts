@@ -19,10 +19,11 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 }
 
 /**
- * A throw-away CA, an API server serving certificate for loopback, and the
- * service-account signing key pair, all made with the openssl CLI.
+ * A throw-away CA, an API server serving certificate for loopback (and
+ * `extraSans`, e.g. "IP:10.99.0.100"), and the service-account signing key
+ * pair, all made with the openssl CLI.
  */
-export async function makePki(dir: string): Promise<Pki> {
+export async function makePki(dir: string, extraSans: string[] = []): Promise<Pki> {
   const p = (f: string) => join(dir, f);
   await openssl(["genrsa", "-out", "ca.key", "2048"], dir);
   await openssl(
@@ -54,7 +55,7 @@ export async function makePki(dir: string): Promise<Pki> {
       "basicConstraints=CA:FALSE",
       "keyUsage=digitalSignature,keyEncipherment",
       "extendedKeyUsage=serverAuth",
-      "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc",
+      `subjectAltName=${["IP:127.0.0.1", "IP:10.0.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local", ...extraSans].join(",")}`,
       "",
     ].join("\n"),
   );
@@ -74,4 +75,41 @@ export async function makePki(dir: string): Promise<Pki> {
     saKey: p("sa.key"),
     saPub: p("sa.pub"),
   };
+}
+
+export interface SignedCert {
+  cert: string;
+  key: string;
+}
+
+/**
+ * A key and a certificate signed by the PKI's CA: `subject` like
+ * "/O=system:masters/CN=kube-apiserver-kubelet-client", `usage` serverAuth or
+ * clientAuth, `sans` like ["IP:10.99.0.1", "DNS:edge-1"] for serving certificates.
+ */
+export async function signCert(
+  pki: Pki,
+  dir: string,
+  name: string,
+  subject: string,
+  usage: "serverAuth" | "clientAuth",
+  sans: string[] = [],
+): Promise<SignedCert> {
+  const p = (f: string) => join(dir, f);
+  await openssl(["genrsa", "-out", `${name}.key`, "2048"], dir);
+  await openssl(["req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`], dir);
+  const ext = [
+    "basicConstraints=CA:FALSE",
+    "keyUsage=digitalSignature,keyEncipherment",
+    `extendedKeyUsage=${usage}`,
+  ];
+  if (sans.length) ext.push(`subjectAltName=${sans.join(",")}`);
+  await writeFile(p(`${name}.ext`), `${ext.join("\n")}\n`);
+  await openssl(
+    ["x509", "-req", "-in", `${name}.csr`, "-CA", pki.caCert, "-CAkey", pki.caKey]
+      .concat(["-CAcreateserial", "-out", `${name}.crt`, "-days", "2", "-sha256"])
+      .concat(["-extfile", `${name}.ext`]),
+    dir,
+  );
+  return { cert: p(`${name}.crt`), key: p(`${name}.key`) };
 }
