@@ -104,6 +104,15 @@ const PULL_FAILURES = new Set([
   "ErrImageNeverPull",
 ]);
 
+/** Waiting reasons the kubelet reports only once the image is on the node. */
+const AFTER_PULL = new Set([
+  "CreateContainerError",
+  "CreateContainerConfigError",
+  "RunContainerError",
+  "StartError",
+  "CrashLoopBackOff",
+]);
+
 /** Whether every image of a pre-pull pod is on its node, as the kubelet reports it. */
 export function prepullState(pod: V1Pod): PrepullState {
   const want = pod.spec?.containers?.length ?? 0;
@@ -115,7 +124,11 @@ export function prepullState(pod: V1Pod): PrepullState {
       return { state: "failed", message: `${s.image}: ${w.reason}${w.message ? `: ${w.message}` : ""}` };
     }
     // Created (and failed to start), running or exited: the image is there.
-    const pulled = !!s.imageID || !!s.state?.terminated || !!s.state?.running;
+    const pulled =
+      !!s.imageID ||
+      !!s.state?.terminated ||
+      !!s.state?.running ||
+      AFTER_PULL.has(w?.reason ?? "");
     if (!pulled) return { state: "pulling" };
   }
   return { state: "pulled" };

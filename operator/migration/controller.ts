@@ -9,6 +9,7 @@ import {
   restorePodName,
   revealToOwner,
 } from "../../migration/restore/pod.ts";
+import { buildPrepullPod, prepullPodName, prepullState } from "../../migration/restore/prepull.ts";
 import { chooseTarget } from "../../migration/target/choose.ts";
 import { formatDuration } from "../api/duration.ts";
 import { migrationFinished } from "../api/status.ts";
@@ -156,6 +157,7 @@ export class MigrationController {
           return undefined;
         case "Checkpointing":
         case "Pushing":
+          await this.prepull(m);
           return await this.awaitImage(m);
         case "Restoring":
           return await this.restore(m, log);
@@ -366,6 +368,10 @@ export class MigrationController {
     if (!restored) {
       const en = this.deps.edgeNodes.ownerOf(m.status?.sourceNode ?? "");
       const policy = m.status?.policy ?? "restart";
+      if (policy === "checkpoint") {
+        const waiting = await this.awaitPrepull(m);
+        if (waiting) return waiting;
+      }
       const images = Object.fromEntries(
         (m.status?.containers ?? []).filter((c) => c.image).map((c) => [c.name, c.image ?? ""]),
       );
@@ -390,6 +396,7 @@ export class MigrationController {
         return { requeueAfterMs: POLL_MS };
       }
       log.info({ pod: name, node: m.status?.targetNode }, "Created restored pod");
+      await this.removePrepull(m);
       await this.event(
         m,
         "Normal",
@@ -520,11 +527,76 @@ export class MigrationController {
     return undefined;
   }
 
+  // --- base images on the target ---------------------------------------------------
+
+  /**
+   * While the edge checkpoints, the target's kubelet pulls the checkpoint's base
+   * images (the runtime needs them to restore and will not pull them through the
+   * kubelet's registry settings itself; see migration/restore/prepull.ts).
+   */
+  private async prepull(m: Migration): Promise<void> {
+    const target = m.status?.targetNode;
+    if (m.status?.policy !== "checkpoint" || !target) return;
+    const ns = m.metadata.namespace ?? "";
+    const name = prepullPodName(m.spec.podName, m.metadata.uid ?? "");
+    if (await this.readPod(ns, name)) return;
+    const original = await this.readPod(ns, m.spec.podName);
+    if (!original) return;
+    const containers = (m.status?.containers ?? []).map((c) => c.name);
+    try {
+      await this.deps.core.createNamespacedPod({
+        namespace: ns,
+        body: buildPrepullPod(original, m, containers, target),
+      });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+  }
+
+  /** Undefined once the base images are on the target; a requeue while they are pulled. */
+  private async awaitPrepull(m: Migration): Promise<{ requeueAfterMs: number } | undefined> {
+    const ns = m.metadata.namespace ?? "";
+    const pod = await this.readPod(ns, prepullPodName(m.spec.podName, m.metadata.uid ?? ""));
+    if (!pod) {
+      await this.prepull(m);
+      return { requeueAfterMs: POLL_MS };
+    }
+    const st = prepullState(pod);
+    if (st.state === "failed") {
+      throw new Failure(
+        "BaseImageUnavailable",
+        `the target node cannot pull the checkpoint's base image: ${st.message}`.slice(0, 500),
+      );
+    }
+    if (st.state === "pulled") return undefined;
+    const started = Date.parse(m.status?.timestamps?.restoreStarted ?? "") || Date.now();
+    if (Date.now() - started > this.deps.restoreTimeoutMs) {
+      throw new Failure(
+        "RestoreTimeout",
+        `the base images were not on the target node within ${formatDuration(this.deps.restoreTimeoutMs / 1000)}`,
+      );
+    }
+    return { requeueAfterMs: POLL_MS };
+  }
+
+  private async removePrepull(m: Migration): Promise<void> {
+    await this.deps.core
+      .deleteNamespacedPod({
+        namespace: m.metadata.namespace ?? "",
+        name: prepullPodName(m.spec.podName, m.metadata.uid ?? ""),
+        gracePeriodSeconds: 0,
+      })
+      .catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
+  }
+
   // --- endings ------------------------------------------------------------------
 
   private async fail(m: Migration, f: Failure, log: Logger): Promise<void> {
     log.warn({ reason: f.reason, message: f.message }, "Migration failed");
     const ns = m.metadata.namespace ?? "";
+    await this.removePrepull(m);
     const restoredName = m.status?.restoredPod;
     if (restoredName) {
       // Make-before-break: the restored pod goes, the original stays.
