@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Debian packages the harness needs: nats-server, the Distribution registry,
 # htpasswd (bcrypt users for it), skopeo (reads images back), openssl and
-# setpriv (test PKI, processes that die with the harness). Go comes with this
-# kind of machine; build-binaries.sh uses it with the Go module proxy.
+# setpriv (test PKI, processes that die with the harness). The real nodes
+# (kubelet + containerd) also need iptables and conntrack (kube-proxy's iptables
+# mode), the CNI plugins, a static busybox and buildah (their images), socat
+# (port forwarding) and iproute2 (their network). Go comes with this kind of
+# machine; build-binaries.sh and build-node-binaries.sh use it with the Go
+# module proxy.
 set -euo pipefail
-pkgs=(nats-server docker-registry apache2-utils skopeo openssl util-linux ca-certificates)
-# `--bench` adds what `npm run bench` compares against (the buildah recipe).
-if [ "${1:-}" = "--bench" ]; then pkgs+=(buildah); fi
+pkgs=(nats-server docker-registry apache2-utils skopeo openssl util-linux ca-certificates
+  iptables conntrack containernetworking-plugins busybox-static buildah socat iproute2)
+# `--bench` is still accepted and adds nothing now: buildah (what `npm run bench`
+# compares against) is always installed.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,3 @@
+module edgeshift.dev/pause
+
+go 1.26
