@@ -26,6 +26,18 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          name: "nodes",
+          include: ["test/nodes/**/*.test.ts"],
+          // One cluster of real nodes (kubelet + containerd + runc + CRIU) with the
+          // install bundle applied, shared by every file of this project.
+          globalSetup: ["test/nodes/global-setup.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

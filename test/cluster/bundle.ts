@@ -6,13 +6,11 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { promisify } from "node:util";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { parse, stringify } from "yaml";
 import type { EdgeNode, EdgeNodeSpec } from "../../operator/api/v1alpha1.ts";
 import type { NodeCluster } from "./nodes.ts";
 
-const run = promisify(execFile);
 const repoRoot = resolve(import.meta.dirname, "../..");
 export const SYSTEM_NAMESPACE = "edgeshift-system";
 export const REGISTRY_SECRET = "edgeshift-registry";
@@ -38,7 +36,8 @@ export function kubectlRunner(nc: NodeCluster) {
         nc.kubectl,
         ["--kubeconfig", nc.kubeconfig, ...args],
         { maxBuffer: 32 * 1024 * 1024 },
-        (err, stdout, stderr) => (err ? rej(new Error(`kubectl ${args.join(" ")}: ${stderr || err.message}`)) : res(stdout)),
+        (err, stdout, stderr) =>
+          err ? rej(new Error(`kubectl ${args.join(" ")}: ${stderr || err.message}`)) : res(stdout),
       );
       if (input !== undefined) child.stdin?.end(input);
     });
@@ -73,9 +72,11 @@ export async function installBundle(nc: NodeCluster, opts: BundleOptions = {}): 
   });
   for (const ns of [SYSTEM_NAMESPACE, ...(opts.appNamespaces ?? [])]) {
     if (ns !== SYSTEM_NAMESPACE) {
-      await core.createNamespace({ body: { metadata: { name: ns } } }).catch((e: { code?: number }) => {
-        if (e.code !== 409) throw e;
-      });
+      await core
+        .createNamespace({ body: { metadata: { name: ns } } })
+        .catch((e: { code?: number }) => {
+          if (e.code !== 409) throw e;
+        });
     }
     await core.createNamespacedSecret({
       namespace: ns,
@@ -87,7 +88,9 @@ export async function installBundle(nc: NodeCluster, opts: BundleOptions = {}): 
     });
   }
 
-  const example = parse(await readFile(join(repoRoot, "manifests/examples/edgenode.yaml"), "utf8")) as EdgeNode;
+  const example = parse(
+    await readFile(join(repoRoot, "manifests/examples/edgenode.yaml"), "utf8"),
+  ) as EdgeNode;
   const repository = `${reg.host}/edgeshift/checkpoints`;
   const name = opts.edgeNode?.name ?? example.metadata.name ?? "edge";
   const en: EdgeNode = {
@@ -110,8 +113,22 @@ export async function installBundle(nc: NodeCluster, opts: BundleOptions = {}): 
   await kubectl(["apply", "--server-side", "-f", "-"], stringify(en));
 
   log("Waiting for NATS, the operator and the edge agent");
-  await kubectl(["-n", SYSTEM_NAMESPACE, "rollout", "status", "deploy/edgeshift-nats", "--timeout=180s"]);
-  await kubectl(["-n", SYSTEM_NAMESPACE, "rollout", "status", "deploy/edgeshift-operator", "--timeout=180s"]);
+  await kubectl([
+    "-n",
+    SYSTEM_NAMESPACE,
+    "rollout",
+    "status",
+    "deploy/edgeshift-nats",
+    "--timeout=180s",
+  ]);
+  await kubectl([
+    "-n",
+    SYSTEM_NAMESPACE,
+    "rollout",
+    "status",
+    "deploy/edgeshift-operator",
+    "--timeout=180s",
+  ]);
   await kubectl(["wait", "--for=condition=Ready", `edgenode/${name}`, "--timeout=120s"]);
   await kubectl([
     "-n",

@@ -17,7 +17,12 @@ const log = (m: string) => console.log(m);
 let stopper: { stop(): Promise<void> };
 
 if (values["no-nodes"]) {
-  const cluster: Cluster = await startCluster({ installCrds: true, nats: true, registry: true, log });
+  const cluster: Cluster = await startCluster({
+    installCrds: true,
+    nats: true,
+    registry: true,
+    log,
+  });
   stopper = cluster;
   console.log(`
 Kubernetes ${cluster.versions.kubernetes} (etcd ${cluster.versions.etcd}) is running (no nodes).

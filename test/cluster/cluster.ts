@@ -460,7 +460,11 @@ async function startRegistry(
   return { host: `${address}:${port}`, url, hostUrl, username, password };
 }
 
-function wrapped(net: ClusterNetwork | undefined, command: string, args: string[]): [string, string[]] {
+function wrapped(
+  net: ClusterNetwork | undefined,
+  command: string,
+  args: string[],
+): [string, string[]] {
   return net ? [net.wrap[0] ?? "", [...net.wrap.slice(1), command, ...args]] : [command, args];
 }
 

@@ -170,7 +170,11 @@ export function kubeletConfig(n: NodeSettings): string {
     serializeImagePulls: false,
     maxPods: 40,
     // The machine's disk is shared with everything else: evict only when it is nearly full.
-    evictionHard: { "memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%" },
+    evictionHard: {
+      "memory.available": "100Mi",
+      "nodefs.available": "1%",
+      "imagefs.available": "1%",
+    },
     imageGCHighThresholdPercent: 99,
     imageGCLowThresholdPercent: 98,
     featureGates: { ContainerCheckpoint: true },

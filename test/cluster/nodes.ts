@@ -23,7 +23,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { type Cluster, kubeconfigYaml, startCluster } from "./cluster.ts";
-import { relayTcpToUnix, type HostRelay } from "./forward.ts";
+import { type HostRelay, relayTcpToUnix } from "./forward.ts";
 import { ensureImages, pushImages } from "./images.ts";
 import { ensureNodeBinaries, type NodeBinaries } from "./node-binaries.ts";
 import {
@@ -39,7 +39,6 @@ import { type Managed, startProcess, stopProcess, tailLog, waitUntil } from "./p
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = resolve(here, "../..");
 
 export const CLUSTER_ADDRESS = "10.99.0.100";
 export const IMAGE_REGISTRY = `${CLUSTER_ADDRESS}:5000`;
@@ -293,15 +292,29 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       const p = startProcess(
         `relay-${host}-${port}`,
         "nsenter",
-        ["-t", clusterPid, "-n", "--", process.execPath, join(here, "forward.ts"), sock, host, String(port)],
+        [
+          "-t",
+          clusterPid,
+          "-n",
+          "--",
+          process.execPath,
+          join(here, "forward.ts"),
+          sock,
+          host,
+          String(port),
+        ],
         { logDir },
       );
       procs.push(p);
-      await waitUntil(`relay to ${host}:${port}`, async () => (existsSync(sock) ? true : undefined), {
-        timeoutMs: 10_000,
-        intervalMs: 50,
-        alive: [p],
-      });
+      await waitUntil(
+        `relay to ${host}:${port}`,
+        async () => (existsSync(sock) ? true : undefined),
+        {
+          timeoutMs: 10_000,
+          intervalMs: 50,
+          alive: [p],
+        },
+      );
       const r = await relayTcpToUnix(sock);
       relays.push(r);
       return r.port;
@@ -327,7 +340,11 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     procs.push(imgReg);
 
     const users = [
-      ...specs.map((s) => ({ id: `kubelet-${s.name}`, user: `system:node:${s.name}`, groups: ["system:nodes"] })),
+      ...specs.map((s) => ({
+        id: `kubelet-${s.name}`,
+        user: `system:node:${s.name}`,
+        groups: ["system:nodes"],
+      })),
       { id: "kube-proxy", user: "system:kube-proxy" },
     ];
     log("Starting the control plane inside the cluster namespace");
@@ -356,7 +373,17 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     for (const [i, spec] of specs.entries()) {
       const idx = i + 1;
       const ndir = join(dir, "nodes", spec.name);
-      for (const d of ["kubelet", "containerd", "run", "cni-state", "log", "cni", "certs.d", "tmp", "pki"]) {
+      for (const d of [
+        "kubelet",
+        "containerd",
+        "run",
+        "cni-state",
+        "log",
+        "cni",
+        "certs.d",
+        "tmp",
+        "pki",
+      ]) {
         await mkdir(join(ndir, d), { recursive: true });
       }
       const serving = await signCert(
@@ -402,7 +429,12 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       const kubeletKc = join(ndir, "kubelet.kubeconfig");
       await writeFile(
         kubeletKc,
-        kubeconfigYaml(cp.innerServer, caPem, `system:node:${spec.name}`, cp.tokens[`kubelet-${spec.name}`] ?? ""),
+        kubeconfigYaml(
+          cp.innerServer,
+          caPem,
+          `system:node:${spec.name}`,
+          cp.tokens[`kubelet-${spec.name}`] ?? "",
+        ),
         { mode: 0o600 },
       );
       const proxyKc = join(ndir, "kube-proxy.kubeconfig");
@@ -433,7 +465,19 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       const link = `es-${spec.name}`.slice(0, 15);
       const nodePid = String(holder.child.pid);
       const inNode = ["nsenter", "-t", nodePid, "-m", "-n", "--"];
-      await inCluster(["ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", nodePid]);
+      await inCluster([
+        "ip",
+        "link",
+        "add",
+        link,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        nodePid,
+      ]);
       await inCluster(["ip", "link", "set", link, "master", "es0", "up"]);
       await inCluster(["ip", "route", "add", settings.podCidr, "via", settings.ip]);
       const nodeRun = (args: string[]) =>
@@ -444,14 +488,31 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       const state: NodeState = { spec, settings, holder, link, procs: [] };
       nodes.push(state);
 
-      const path = [dirname(binaries.containerd), binaries.criuDir, dirname(binaries.runc), "/usr/sbin", "/usr/bin", "/sbin", "/bin"].join(":");
+      const path = [
+        dirname(binaries.containerd),
+        binaries.criuDir,
+        dirname(binaries.runc),
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+      ].join(":");
       const env = ["env", `PATH=${path}`, `TMPDIR=${join(ndir, "tmp")}`];
       const start = (name: string, args: string[]) => {
-        const p = startProcess(`${spec.name}-${name}`, inNode[0] ?? "", [...inNode.slice(1), ...env, ...args], { logDir });
+        const p = startProcess(
+          `${spec.name}-${name}`,
+          inNode[0] ?? "",
+          [...inNode.slice(1), ...env, ...args],
+          { logDir },
+        );
         state.procs.push(p);
         return p;
       };
-      const ctrd = start("containerd", [binaries.containerd, "--config", join(ndir, "containerd.toml")]);
+      const ctrd = start("containerd", [
+        binaries.containerd,
+        "--config",
+        join(ndir, "containerd.toml"),
+      ]);
       await waitUntil(
         `containerd of ${spec.name}`,
         async () => (existsSync(join(ndir, "run", "containerd.sock")) ? true : undefined),
@@ -468,7 +529,11 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         "--cert-dir=/var/lib/kubelet/pki",
         "--v=1",
       ]);
-      start("kube-proxy", [binaries.kubeProxy, `--config=${join(ndir, "kube-proxy.yaml")}`, "--v=1"]);
+      start("kube-proxy", [
+        binaries.kubeProxy,
+        `--config=${join(ndir, "kube-proxy.yaml")}`,
+        "--v=1",
+      ]);
     }
 
     const kubectl = (args: string[]) =>
@@ -482,7 +547,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
             "node",
             n.spec.name,
             "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
           ]).catch(() => ({ stdout: "" }));
           return stdout === "True" ? true : undefined;
         },
@@ -501,7 +566,21 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       const inNode = ["nsenter", "-t", String(n.holder.child.pid), "-m", "-n", "--"];
       const nodeExec = (args: string[]) =>
         run(inNode[0] ?? "", [...inNode.slice(1), ...args], { maxBuffer: 64 * 1024 * 1024 });
-      const tbf = (dev: string, mbit: number) => ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", `${mbit}mbit`, "burst", "64kb", "latency", "50ms"];
+      const tbf = (dev: string, mbit: number) => [
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        dev,
+        "root",
+        "tbf",
+        "rate",
+        `${mbit}mbit`,
+        "burst",
+        "64kb",
+        "latency",
+        "50ms",
+      ];
       return {
         name: n.spec.name,
         ip: n.settings.ip,
@@ -543,11 +622,11 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     };
   } catch (err) {
     const tails = await Promise.all(
-      [...procs, ...nodes.flatMap((n) => n.procs)].map(async (p) => `--- ${p.name}\n${await tailLog(p, 20)}`),
+      [...procs, ...nodes.flatMap((n) => n.procs)].map(
+        async (p) => `--- ${p.name}\n${await tailLog(p, 20)}`,
+      ),
     );
     await stop().catch(() => {});
     throw new Error(`${(err as Error).message}\n${tails.join("\n")}`);
   }
 }
-
-export { repoRoot };

@@ -97,7 +97,10 @@ export async function signCert(
 ): Promise<SignedCert> {
   const p = (f: string) => join(dir, f);
   await openssl(["genrsa", "-out", `${name}.key`, "2048"], dir);
-  await openssl(["req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`], dir);
+  await openssl(
+    ["req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`],
+    dir,
+  );
   const ext = [
     "basicConstraints=CA:FALSE",
     "keyUsage=digitalSignature,keyEncipherment",

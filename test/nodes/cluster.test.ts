@@ -1,0 +1,75 @@
+// The cluster of real nodes itself: kubelets and containerd register with their
+// real versions, Services and cluster DNS work across nodes, logs and exec work.
+import { describe, expect, inject, it } from "vitest";
+import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
+
+describe("cluster of real nodes", () => {
+  it("registers every node Ready with the real kubelet and containerd versions", async () => {
+    const { core } = clients();
+    const nodes = (await core.listNode()).items;
+    expect(nodes.map((n) => n.metadata?.name).sort()).toEqual(
+      cluster()
+        .nodes.map((n) => n.name)
+        .sort(),
+    );
+    for (const n of nodes) {
+      expect(n.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
+      expect(n.status?.nodeInfo?.kubeletVersion).toBe(inject("nodeCluster").versions.kubernetes);
+      expect(n.status?.nodeInfo?.containerRuntimeVersion).toMatch(/^containerd:\/\/v?2\.3\.7$/);
+      const ip = n.status?.addresses?.find((a) => a.type === "InternalIP")?.address;
+      expect(ip).toBe(cluster().nodes.find((x) => x.name === n.metadata?.name)?.ip);
+    }
+  });
+
+  it("serves a pod behind a Service by its DNS name to a pod on the other node; logs and exec work", async () => {
+    const ns = "net-check";
+    const [edge, cloud] = cluster().nodes;
+    await kubectl(["create", "namespace", ns]);
+    try {
+      await apply(
+        busyboxPod(
+          ns,
+          "web",
+          cloud?.name ?? "",
+          "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www",
+          { ports: [8080] },
+        ),
+        {
+          apiVersion: "v1",
+          kind: "Service",
+          metadata: { name: "web", namespace: ns },
+          spec: { selector: { app: "web" }, ports: [{ port: 80, targetPort: 8080 }] },
+        },
+      );
+      await waitForPod(ns, "web", "Ready", podReady);
+      await apply(
+        busyboxPod(
+          ns,
+          "client",
+          edge?.name ?? "",
+          "until wget -qO- -T 2 http://web.net-check.svc.cluster.local/; do sleep 1; done; sleep 3600",
+        ),
+      );
+      await waitForPod(ns, "client", "Ready", podReady);
+      const { core } = clients();
+      const got = await waitForPodLog(ns, "client", /hello-from-web/);
+      expect(got).toContain("hello-from-web");
+      const client = await core.readNamespacedPod({ namespace: ns, name: "client" });
+      expect(client.spec?.nodeName).toBe(edge?.name);
+      expect(await kubectl(["-n", ns, "exec", "web", "--", "cat", "/www/index.html"])).toBe(
+        "hello-from-web\n",
+      );
+    } finally {
+      await kubectl(["delete", "namespace", ns, "--wait=false"]);
+    }
+  });
+});
+
+async function waitForPodLog(ns: string, pod: string, re: RegExp): Promise<string> {
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const out = await kubectl(["-n", ns, "logs", pod]).catch(() => "");
+    if (re.test(out) || Date.now() > deadline) return out;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

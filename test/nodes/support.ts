@@ -1,0 +1,92 @@
+// What the real-node tests share: kubectl and API clients for the cluster the
+// global setup started, and waits on the state of the world.
+import { execFile } from "node:child_process";
+import { CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import { inject } from "vitest";
+import { stringify } from "yaml";
+import { waitUntil } from "../cluster/process.ts";
+
+export function cluster() {
+  return inject("nodeCluster");
+}
+
+export function kubectl(args: string[], input?: string): Promise<string> {
+  const c = cluster();
+  return new Promise((res, rej) => {
+    const child = execFile(
+      c.kubectl,
+      ["--kubeconfig", c.kubeconfig, ...args],
+      { maxBuffer: 32 * 1024 * 1024 },
+      (err, stdout, stderr) =>
+        err ? rej(new Error(`kubectl ${args.join(" ")}: ${stderr || err.message}`)) : res(stdout),
+    );
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+export async function apply(...objects: object[]): Promise<void> {
+  await kubectl(
+    ["apply", "--server-side", "-f", "-"],
+    objects.map((o) => stringify(o)).join("---\n"),
+  );
+}
+
+export function clients() {
+  const kc = new KubeConfig();
+  kc.loadFromFile(cluster().kubeconfig);
+  return { kc, core: kc.makeApiClient(CoreV1Api), custom: kc.makeApiClient(CustomObjectsApi) };
+}
+
+export function podReady(p: V1Pod | undefined): boolean {
+  return p?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+}
+
+export async function waitForPod(
+  namespace: string,
+  name: string,
+  what: string,
+  ok: (p: V1Pod) => boolean,
+  timeoutMs = 120_000,
+): Promise<V1Pod> {
+  const { core } = clients();
+  return waitUntil(
+    `${namespace}/${name} ${what}`,
+    async () => {
+      const p = await core.readNamespacedPod({ namespace, name }).catch(() => undefined);
+      return p && ok(p) ? p : undefined;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
+}
+
+/** A busybox pod pinned to a node, running `script` with sh. */
+export function busyboxPod(
+  namespace: string,
+  name: string,
+  node: string,
+  script: string,
+  extra: { labels?: Record<string, string>; ports?: number[] } = {},
+): object {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace, labels: { app: name, ...extra.labels } },
+    spec: {
+      nodeName: node,
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: "main",
+          image: "busybox:1.37",
+          imagePullPolicy: "IfNotPresent",
+          command: ["sh", "-c", script],
+          ports: (extra.ports ?? []).map((p) => ({ containerPort: p })),
+          resources: {
+            requests: { cpu: "10m", memory: "16Mi" },
+            limits: { cpu: "500m", memory: "128Mi" },
+          },
+        },
+      ],
+    },
+  };
+}
