@@ -94,6 +94,7 @@ const edgeNodes = new EdgeNodeController({
 });
 
 // Samples are disposable telemetry: keep reconnecting forever, buffer nothing.
+log.info({ servers: config.natsUrl }, "Connecting to NATS");
 const nc = await connect({
   servers: config.natsUrl,
   name: `edgeshift-operator-${config.identity}`,

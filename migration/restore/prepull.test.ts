@@ -1,7 +1,14 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import type { Migration } from "../../operator/api/v1alpha1.ts";
-import { buildPrepullPod, PREPULL_COMMAND, prepullPodName, prepullState } from "./prepull.ts";
+import {
+  buildPrepullPod,
+  nodeHasImages,
+  normalizeImageRef,
+  PREPULL_COMMAND,
+  prepullPodName,
+  prepullState,
+} from "./prepull.ts";
 
 const original: V1Pod = {
   metadata: { name: "web", namespace: "shop", uid: "u1" },
@@ -83,5 +90,28 @@ describe("prepullState", () => {
       pod([st({ waiting: { reason: "ErrImagePull", message: "not found" } })]),
     );
     expect(s).toEqual({ state: "failed", message: "i: ErrImagePull: not found" });
+  });
+});
+
+describe("images already on the target", () => {
+  it("normalizes references as runtimes store them", () => {
+    expect(normalizeImageRef("busybox:1.37")).toBe("docker.io/library/busybox:1.37");
+    expect(normalizeImageRef("busybox")).toBe("docker.io/library/busybox:latest");
+    expect(normalizeImageRef("org/app")).toBe("docker.io/org/app:latest");
+    expect(normalizeImageRef("10.0.0.1:5000/app")).toBe("10.0.0.1:5000/app:latest");
+    expect(normalizeImageRef("ghcr.io/x/y@sha256:ab")).toBe("ghcr.io/x/y@sha256:ab");
+  });
+
+  it("finds every image in the node's status, or not", () => {
+    const node = {
+      status: {
+        images: [
+          { names: ["docker.io/library/busybox:1.37", "docker.io/library/busybox@sha256:1"] },
+        ],
+      },
+    };
+    expect(nodeHasImages(node, ["busybox:1.37"])).toBe(true);
+    expect(nodeHasImages(node, ["busybox:1.37", "node:24"])).toBe(false);
+    expect(nodeHasImages(undefined, ["busybox:1.37"])).toBe(false);
   });
 });

@@ -9,7 +9,7 @@
 // start once its image is on the node. Pure: the Migration controller creates
 // what this returns and reads back its status.
 import { createHash } from "node:crypto";
-import type { V1Container, V1Pod } from "@kubernetes/client-node";
+import type { V1Container, V1Node, V1Pod } from "@kubernetes/client-node";
 import type { Migration } from "../../operator/api/v1alpha1.ts";
 import { MIGRATION_POD_LABEL, toLabelValue } from "./pod.ts";
 
@@ -36,14 +36,7 @@ export function buildPrepullPod(
   containers: string[],
   targetNode: string,
 ): V1Pod {
-  const images = [
-    ...new Set(
-      (original.spec?.containers ?? [])
-        .filter((c) => containers.includes(c.name))
-        .map((c) => c.image ?? "")
-        .filter(Boolean),
-    ),
-  ];
+  const images = prepullImages(original, containers);
   const pull: V1Container[] = images.map((image, i) => ({
     name: `pull-${i}`,
     image,
@@ -121,15 +114,46 @@ export function prepullState(pod: V1Pod): PrepullState {
   for (const s of statuses) {
     const w = s.state?.waiting;
     if (w && PULL_FAILURES.has(w.reason ?? "")) {
-      return { state: "failed", message: `${s.image}: ${w.reason}${w.message ? `: ${w.message}` : ""}` };
+      return {
+        state: "failed",
+        message: `${s.image}: ${w.reason}${w.message ? `: ${w.message}` : ""}`,
+      };
     }
     // Created (and failed to start), running or exited: the image is there.
     const pulled =
-      !!s.imageID ||
-      !!s.state?.terminated ||
-      !!s.state?.running ||
-      AFTER_PULL.has(w?.reason ?? "");
+      !!s.imageID || !!s.state?.terminated || !!s.state?.running || AFTER_PULL.has(w?.reason ?? "");
     if (!pulled) return { state: "pulling" };
   }
   return { state: "pulled" };
+}
+
+/** An image reference as runtimes store it: registry host and tag made explicit. */
+export function normalizeImageRef(ref: string): string {
+  const slash = ref.indexOf("/");
+  const first = slash < 0 ? "" : ref.slice(0, slash);
+  const hasHost = first.includes(".") || first.includes(":") || first === "localhost";
+  let name = hasHost ? ref : `docker.io/${slash < 0 ? `library/${ref}` : ref}`;
+  const lastPart = name.slice(name.lastIndexOf("/") + 1);
+  if (!name.includes("@") && !lastPart.includes(":")) name = `${name}:latest`;
+  return name;
+}
+
+/** Whether the node already reports every one of `images` (its status lists the images it holds). */
+export function nodeHasImages(node: V1Node | undefined, images: string[]): boolean {
+  const held = new Set(
+    (node?.status?.images ?? []).flatMap((i) => i.names ?? []).map(normalizeImageRef),
+  );
+  return images.every((i) => held.has(normalizeImageRef(i)));
+}
+
+/** The images a pre-pull pod of `original` would pull for `containers`. */
+export function prepullImages(original: V1Pod, containers: string[]): string[] {
+  return [
+    ...new Set(
+      (original.spec?.containers ?? [])
+        .filter((c) => containers.includes(c.name))
+        .map((c) => c.image ?? "")
+        .filter(Boolean),
+    ),
+  ];
 }

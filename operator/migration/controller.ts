@@ -9,7 +9,13 @@ import {
   restorePodName,
   revealToOwner,
 } from "../../migration/restore/pod.ts";
-import { buildPrepullPod, prepullPodName, prepullState } from "../../migration/restore/prepull.ts";
+import {
+  buildPrepullPod,
+  nodeHasImages,
+  prepullImages,
+  prepullPodName,
+  prepullState,
+} from "../../migration/restore/prepull.ts";
 import { chooseTarget } from "../../migration/target/choose.ts";
 import { formatDuration } from "../api/duration.ts";
 import { migrationFinished } from "../api/status.ts";
@@ -556,6 +562,11 @@ export class MigrationController {
   /** Undefined once the base images are on the target; a requeue while they are pulled. */
   private async awaitPrepull(m: Migration): Promise<{ requeueAfterMs: number } | undefined> {
     const ns = m.metadata.namespace ?? "";
+    const original = await this.readPod(ns, m.spec.podName);
+    const containers = (m.status?.containers ?? []).map((c) => c.name);
+    const target = this.deps.edgeNodes.nodes.get(m.status?.targetNode ?? "");
+    // The kubelet lists the images it holds in the node's status: no need to wait for the pull.
+    if (original && nodeHasImages(target, prepullImages(original, containers))) return undefined;
     const pod = await this.readPod(ns, prepullPodName(m.spec.podName, m.metadata.uid ?? ""));
     if (!pod) {
       await this.prepull(m);

@@ -11,7 +11,7 @@ namespaces() { lsns -n -t net -t mnt -o NS 2>/dev/null | sort -u; }
 if [ "$mode" = snapshot ]; then namespaces >"$file"; exit 0; fi
 run_tmp=$3 repo=$4
 bad=0
-left=$( (pgrep -a -f "$run_tmp"; pgrep -a -f "$repo/") || true)
+left=$( (pgrep -a -f "$run_tmp"; pgrep -a -f "$repo/") | grep -v "leftovers.sh" || true)
 if [ -n "$left" ]; then echo "Processes left behind:"; echo "$left"; bad=1; fi
 cg=$(ls -d /sys/fs/cgroup/*/edgeshift-* 2>/dev/null || true)
 if [ -n "$cg" ]; then echo "Cgroups left behind:"; echo "$cg"; bad=1; fi

@@ -18,7 +18,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
@@ -135,7 +135,8 @@ async function cgroupDirsDeepestFirst(root: string): Promise<string[]> {
 /** Kills every process in a cgroup subtree (thawing frozen ones first) and removes it. */
 async function removeCgroupTree(name: string): Promise<string[]> {
   const left: string[] = [];
-  const hierarchies = await cgroupHierarchies();
+  // The kubelet also makes its cgroups in the (controller-less) v2 hierarchy.
+  const hierarchies = [...(await cgroupHierarchies()), "/sys/fs/cgroup/unified"];
   const freezer = join("/sys/fs/cgroup/freezer", name);
   for (const d of await cgroupDirsDeepestFirst(freezer)) {
     await writeFile(join(d, "freezer.state"), "THAWED").catch(() => {});
@@ -163,6 +164,44 @@ async function removeCgroupTree(name: string): Promise<string[]> {
   }
   for (const h of hierarchies) if (existsSync(join(h, name))) left.push(join(h, name));
   return left;
+}
+
+const CGROUP_PREFIX = "edgeshift-";
+
+/**
+ * Moves a process (and so everything it forks later: containerd's shims) into
+ * `<cgroup root>/system` of every hierarchy, so tearing down the node's cgroup
+ * tree reaches every process of the node.
+ */
+async function adopt(pid: number | undefined, cgroupRoot: string): Promise<void> {
+  if (!pid) return;
+  for (const h of [...(await cgroupHierarchies()), "/sys/fs/cgroup/unified"]) {
+    const d = join(h, cgroupRoot, "system");
+    await mkdir(d, { recursive: true });
+    if (h.endsWith("/cpuset")) {
+      for (const f of ["cpuset.cpus", "cpuset.mems"]) {
+        await writeFile(join(d, f), await readFile(join(h, cgroupRoot, f), "utf8"));
+      }
+    }
+    await writeFile(join(d, "cgroup.procs"), String(pid));
+  }
+}
+
+/**
+ * Removes what earlier runs left when their harness was killed (SIGKILL, a
+ * crashed test runner): cgroup roots are named after the harness's pid, and a
+ * root whose harness is gone is torn down with every process in it.
+ */
+async function reapDeadRuns(log: (m: string) => void): Promise<void> {
+  const roots = await readdir("/sys/fs/cgroup/pids").catch(() => [] as string[]);
+  for (const r of roots) {
+    const m = new RegExp(`^${CGROUP_PREFIX}(\\d+)-[0-9a-f]+-`).exec(r);
+    if (!m || existsSync(`/proc/${m[1]}`)) continue;
+    const left = await removeCgroupTree(r);
+    log(
+      `Removed node ${r} left by a run that is gone${left.length ? ` (left: ${left.join(", ")})` : ""}`,
+    );
+  }
 }
 
 /** Every process whose namespace of `kind` is the same as `pid`'s, except `pid` itself. */
@@ -237,16 +276,22 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
   const nodes: NodeState[] = [];
   let control: Cluster | undefined;
   let clusterHolder: Managed | undefined;
-  const cgroupRoot = (n: string) => `/edgeshift-${runId}-${n}`;
+  const cgroupRoot = (n: string) => `/${CGROUP_PREFIX}${process.pid}-${runId}-${n}`;
+  await reapDeadRuns(log);
 
   const stop = async () => {
-    for (const n of nodes) for (const p of [...n.procs].reverse()) await stopProcess(p, 10_000);
-    // Pods first (every container of a node is under its cgroup root), then what
-    // is left in the node's mount namespace: the containerd shims.
+    // The kubelets go first, so none restarts a container while the rest goes.
+    for (const n of nodes) {
+      const kubelet = n.procs.find((p) => p.name.endsWith("-kubelet"));
+      if (kubelet) await stopProcess(kubelet, 10_000);
+    }
+    // Every process of a node is in its cgroup tree: pods, containerd and its
+    // shims, kube-proxy, the namespace holder.
     for (const n of nodes) {
       const left = await removeCgroupTree(n.settings.cgroupRoot.slice(1));
       if (left.length) log(`Could not remove cgroups: ${left.join(", ")}`);
       await killNamespaceMembers(n.holder, "mnt");
+      for (const p of n.procs) await stopProcess(p);
       await stopProcess(n.holder);
     }
     await control?.stop();
@@ -462,6 +507,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         ndir,
         logDir,
       );
+      await adopt(holder.child.pid, settings.cgroupRoot);
       const link = `es-${spec.name}`.slice(0, 15);
       const nodePid = String(holder.child.pid);
       const inNode = ["nsenter", "-t", nodePid, "-m", "-n", "--"];
@@ -498,7 +544,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         "/bin",
       ].join(":");
       const env = ["env", `PATH=${path}`, `TMPDIR=${join(ndir, "tmp")}`];
-      const start = (name: string, args: string[]) => {
+      const start = async (name: string, args: string[]) => {
         const p = startProcess(
           `${spec.name}-${name}`,
           inNode[0] ?? "",
@@ -506,9 +552,11 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
           { logDir },
         );
         state.procs.push(p);
+        // setpriv, nsenter and env exec one another: the pid is the program's.
+        await adopt(p.child.pid, settings.cgroupRoot);
         return p;
       };
-      const ctrd = start("containerd", [
+      const ctrd = await start("containerd", [
         binaries.containerd,
         "--config",
         join(ndir, "containerd.toml"),
@@ -518,7 +566,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         async () => (existsSync(join(ndir, "run", "containerd.sock")) ? true : undefined),
         { timeoutMs: 30_000, intervalMs: 100, alive: [ctrd] },
       );
-      start("kubelet", [
+      await start("kubelet", [
         binaries.kubelet,
         `--config=${join(ndir, "kubelet.yaml")}`,
         `--kubeconfig=${kubeletKc}`,
@@ -529,7 +577,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         "--cert-dir=/var/lib/kubelet/pki",
         "--v=1",
       ]);
-      start("kube-proxy", [
+      await start("kube-proxy", [
         binaries.kubeProxy,
         `--config=${join(ndir, "kube-proxy.yaml")}`,
         "--v=1",

@@ -92,30 +92,40 @@ describe("install bundle on real nodes", () => {
       { timeoutMs: 90_000, intervalMs: 1000 },
     );
     expect(en.status?.monitoredPods).toBeGreaterThanOrEqual(1);
-    // The operators verified samples: received and not dropped.
-    const leader = (
-      await core().listNamespacedPod({
-        namespace: SYSTEM,
-        labelSelector: "app.kubernetes.io/name=edgeshift-operator",
-      })
-    ).items.map((p) => p.metadata?.name ?? "");
-    let received = 0;
-    let dropped = 0;
-    for (const op of leader) {
-      const text = await kubectl([
-        "get",
-        "--raw",
-        `/api/v1/namespaces/${SYSTEM}/pods/${op}:8080/proxy/metrics`,
-      ]).catch(() => "");
-      for (const line of text.split("\n")) {
-        const m = /^edgeshift_samples_(received|dropped)_total(?:\{[^}]*\})? (\d+(?:\.\d+)?)/.exec(
-          line,
-        );
-        if (m?.[1] === "received") received += Number(m[2]);
-        if (m?.[1] === "dropped") dropped += Number(m[2]);
-      }
-    }
-    expect(received - dropped).toBeGreaterThan(0);
+    // The leader verified samples: received and not dropped (a fresh leader after
+    // the previous test starts counting from zero, so wait for its first ones).
+    const accepted = await waitUntil(
+      "verified samples at the operator",
+      async () => {
+        const ops = (
+          await core().listNamespacedPod({
+            namespace: SYSTEM,
+            labelSelector: "app.kubernetes.io/name=edgeshift-operator",
+          })
+        ).items.map((p) => p.metadata?.name ?? "");
+        let received = 0;
+        let dropped = 0;
+        for (const op of ops) {
+          const text = await kubectl([
+            "get",
+            "--raw",
+            `/api/v1/namespaces/${SYSTEM}/pods/${op}:8080/proxy/metrics`,
+          ]).catch(() => "");
+          for (const line of text.split("\n")) {
+            const m =
+              /^edgeshift_samples_(received|dropped)_total(?:\{[^}]*\})? (\d+(?:\.\d+)?)/.exec(
+                line,
+              );
+            if (m?.[1] === "received") received += Number(m[2]);
+            if (m?.[1] === "dropped") dropped += Number(m[2]);
+          }
+        }
+        return received - dropped > 0 ? { received, dropped } : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 1000 },
+    );
+    expect(accepted.received - accepted.dropped).toBeGreaterThan(0);
+    expect(accepted.dropped).toBe(0);
     await kubectl(["-n", ns, "delete", "pod", "watched", "--wait=false"]);
   });
 });

@@ -42,14 +42,28 @@ describe("cluster of real nodes", () => {
         },
       );
       await waitForPod(ns, "web", "Ready", podReady);
-      await apply(
-        busyboxPod(
-          ns,
-          "client",
-          edge?.name ?? "",
-          "until wget -qO- -T 2 http://web.net-check.svc.cluster.local/; do sleep 1; done; sleep 3600",
-        ),
-      );
+      // busybox-static's wget cannot resolve names (static glibc has no NSS): Node's fetch does.
+      await apply({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "client", namespace: ns },
+        spec: {
+          nodeName: edge?.name,
+          terminationGracePeriodSeconds: 1,
+          containers: [
+            {
+              name: "main",
+              image: "node:24-alpine",
+              command: [
+                "node",
+                "-e",
+                `const get = () => fetch("http://web.${ns}.svc.cluster.local/").then((r) => r.text()).then((t) => console.log(t.trim()), () => setTimeout(get, 1000));
+get(); setInterval(() => {}, 1 << 30);`,
+              ],
+            },
+          ],
+        },
+      });
       await waitForPod(ns, "client", "Ready", podReady);
       const { core } = clients();
       const got = await waitForPodLog(ns, "client", /hello-from-web/);
