@@ -92,6 +92,10 @@ export interface NodeCluster {
   inCluster(args: string[]): Promise<{ stdout: string; stderr: string }>;
   /** A port on the host's 127.0.0.1 that reaches `host:port` on the cluster network. */
   reach(host: string, port: number): Promise<number>;
+  /** Pids of the processes holding the cluster's and the nodes' namespaces. */
+  holders: number[];
+  /** The nodes' cgroup roots, e.g. /edgeshift-<pid>-<run>-edge-1. */
+  cgroupRoots: string[];
   stop(): Promise<void>;
 }
 
@@ -666,6 +670,8 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       binaries,
       inCluster,
       reach,
+      holders: [clusterHolder, ...nodes.map((n) => n.holder)].map((h) => h.child.pid ?? 0),
+      cgroupRoots: nodes.map((n) => n.settings.cgroupRoot),
       stop,
     };
   } catch (err) {
