@@ -148,6 +148,9 @@ describe("checkpoint", () => {
     const r = await reasonOf(call({ ca: undefined }));
     expect(r.reason).toBe("CheckpointFailed");
     expect(r.message).toMatch(/certificate/);
+    // Says what is wrong and what to configure, not only the TLS error code.
+    expect(r.message).toMatch(/serving certificate is not signed by the CA the agent trusts/);
+    expect(r.message).toMatch(/serverTLSBootstrap/);
     expect(seen).toHaveLength(0);
   });
 

@@ -147,6 +147,18 @@ export function parseCheckpointResponse(body: string): string {
  * The container keeps running. Throws CheckpointError; the token never appears
  * in errors or logs.
  */
+/** TLS errors that mean the kubelet's certificate is not one the agent can verify. */
+const UNTRUSTED_CERT = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_SIGNATURE_FAILURE",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "CERT_HAS_EXPIRED",
+]);
+
 export async function checkpoint(
   target: CheckpointTarget,
   opts: KubeletClientOptions,
@@ -201,6 +213,14 @@ export async function checkpoint(
             new CheckpointError("Timeout", `Kubelet did not answer within ${deadlineMs} ms`, {
               cause: err,
             }),
+          );
+        } else if (UNTRUSTED_CERT.has((err as NodeJS.ErrnoException).code ?? "")) {
+          reject(
+            new CheckpointError(
+              "CheckpointFailed",
+              `The kubelet at ${opts.host}: its serving certificate is not signed by the CA the agent trusts (${(err as NodeJS.ErrnoException).code}: ${err.message}). Have the kubelets' serving certificates signed by the cluster CA (kubelet serverTLSBootstrap: true, and approve their CSRs); kubeadm's default self-signed ones cannot be verified`,
+              { cause: err },
+            ),
           );
         } else {
           reject(

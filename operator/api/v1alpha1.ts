@@ -359,6 +359,8 @@ export const MigrationConditionReason = {
   /** ImagePushed False: the registry did not answer (down, unreachable, 5xx). */
   RegistryUnavailable: "RegistryUnavailable",
   TargetUnschedulable: "TargetUnschedulable",
+  /** The target node's kubelet cannot pull the checkpoint's base image. */
+  BaseImageUnavailable: "BaseImageUnavailable",
   RestoreFailed: "RestoreFailed",
   RestoreTimeout: "RestoreTimeout",
   CutOverFailed: "CutOverFailed",

@@ -153,6 +153,7 @@ describe("install bundle", () => {
         "ClusterRoleBinding/edgeshift-agent",
         "ClusterRoleBinding/edgeshift-operator",
         "CustomResourceDefinition/edgenodes.edgeshift.dev",
+        "ConfigMap/edgeshift-system/edgeshift-nats",
         "CustomResourceDefinition/migrations.edgeshift.dev",
         "Deployment/edgeshift-system/edgeshift-nats",
         "Deployment/edgeshift-system/edgeshift-operator",
