@@ -83,7 +83,7 @@ export interface NodeCluster {
   control: Cluster;
   kubeconfig: string;
   kubectl: string;
-  nodes: RealNode[];
+  nodes: (RealNode & { address: NodeAddress })[];
   /** Plain-HTTP registry that mirrors docker.io, ghcr.io and registry.k8s.io for the nodes. */
   imageRegistry: string;
   versions: { kubernetes: string; etcd: string; containerd: string };
@@ -168,6 +168,59 @@ async function removeCgroupTree(name: string): Promise<string[]> {
   }
   for (const h of hierarchies) if (existsSync(join(h, name))) left.push(join(h, name));
   return left;
+}
+
+/** What identifies a running node, enough to act on it from another process. */
+export interface NodeAddress {
+  name: string;
+  ip: string;
+  podCidr: string;
+  dir: string;
+  /** Pid holding the node's namespaces. */
+  pid: number;
+  /** Pid holding the cluster namespace, where the node's veth peer is. */
+  clusterPid: number;
+  /** The node's veth in the cluster namespace. */
+  link: string;
+}
+
+/** A node's exec, link shaping and partition, from its address (any process of the harness's user). */
+export function nodeHandle(a: NodeAddress): RealNode & { address: NodeAddress } {
+  const runIn = (pid: number, args: string[]) =>
+    run("nsenter", ["-t", String(pid), "-m", "-n", "--", ...args], { maxBuffer: 64 * 1024 * 1024 });
+  const nodeExec = (args: string[]) => runIn(a.pid, args);
+  const inCluster = (args: string[]) => runIn(a.clusterPid, args);
+  // tbf: the bandwidth limit this kernel supports (no netem here).
+  const tbf = (dev: string, mbit: number) =>
+    ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", `${mbit}mbit`].concat([
+      "burst",
+      "64kb",
+      "latency",
+      "50ms",
+    ]);
+  return {
+    address: a,
+    name: a.name,
+    ip: a.ip,
+    podCidr: a.podCidr,
+    dir: a.dir,
+    checkpointDir: join(a.dir, "kubelet", "checkpoints"),
+    exec: nodeExec,
+    async shape(mbit) {
+      await inCluster(tbf(a.link, mbit));
+      await nodeExec(tbf("eth0", mbit));
+    },
+    async unshape() {
+      await inCluster(["tc", "qdisc", "del", "dev", a.link, "root"]).catch(() => {});
+      await nodeExec(["tc", "qdisc", "del", "dev", "eth0", "root"]).catch(() => {});
+    },
+    async cut() {
+      await inCluster(["ip", "link", "set", a.link, "down"]);
+    },
+    async heal() {
+      await inCluster(["ip", "link", "set", a.link, "up"]);
+    },
+  };
 }
 
 const CGROUP_PREFIX = "edgeshift-";
@@ -614,48 +667,17 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     log("CoreDNS is available");
 
     const { stdout: ctrdVersion } = await run(binaries.containerd, ["--version"]);
-    const realNodes: RealNode[] = nodes.map((n) => {
-      const inNode = ["nsenter", "-t", String(n.holder.child.pid), "-m", "-n", "--"];
-      const nodeExec = (args: string[]) =>
-        run(inNode[0] ?? "", [...inNode.slice(1), ...args], { maxBuffer: 64 * 1024 * 1024 });
-      const tbf = (dev: string, mbit: number) => [
-        "tc",
-        "qdisc",
-        "replace",
-        "dev",
-        dev,
-        "root",
-        "tbf",
-        "rate",
-        `${mbit}mbit`,
-        "burst",
-        "64kb",
-        "latency",
-        "50ms",
-      ];
-      return {
+    const realNodes = nodes.map((n) =>
+      nodeHandle({
         name: n.spec.name,
         ip: n.settings.ip,
         podCidr: n.settings.podCidr,
         dir: n.settings.dir,
-        checkpointDir: join(n.settings.dir, "kubelet", "checkpoints"),
-        exec: nodeExec,
-        async shape(mbit) {
-          await inCluster(tbf(n.link, mbit));
-          await nodeExec(tbf("eth0", mbit));
-        },
-        async unshape() {
-          await inCluster(["tc", "qdisc", "del", "dev", n.link, "root"]).catch(() => {});
-          await nodeExec(["tc", "qdisc", "del", "dev", "eth0", "root"]).catch(() => {});
-        },
-        async cut() {
-          await inCluster(["ip", "link", "set", n.link, "down"]);
-        },
-        async heal() {
-          await inCluster(["ip", "link", "set", n.link, "up"]);
-        },
-      };
-    });
+        pid: n.holder.child.pid ?? 0,
+        clusterPid: Number(clusterPid),
+        link: n.link,
+      }),
+    );
     return {
       dir,
       control: cp,

@@ -9,4 +9,6 @@ const started = Date.now();
 const bins = await ensureNodeBinaries(log);
 const images = await ensureImages({ pause: bins.pause, coredns: bins.coredns, log });
 for (const i of images) console.log(`${i.name} -> ${i.layout}`);
-console.log(`Node binaries and ${images.length} images ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(
+  `Node binaries and ${images.length} images ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+);

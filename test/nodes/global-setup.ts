@@ -1,13 +1,8 @@
 import type { TestProject } from "vitest/node";
 import { installBundle } from "../cluster/bundle.ts";
-import { type NodeCluster, startNodeCluster } from "../cluster/nodes.ts";
+import { type NodeAddress, type NodeCluster, startNodeCluster } from "../cluster/nodes.ts";
 
-export interface ProvidedNode {
-  name: string;
-  ip: string;
-  dir: string;
-  checkpointDir: string;
-}
+export type ProvidedNode = NodeAddress;
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -43,12 +38,7 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide("nodeCluster", {
     kubeconfig: nc.kubeconfig,
     kubectl: nc.kubectl,
-    nodes: nc.nodes.map((n) => ({
-      name: n.name,
-      ip: n.ip,
-      dir: n.dir,
-      checkpointDir: n.checkpointDir,
-    })),
+    nodes: nc.nodes.map((n) => n.address),
     edgeNode: bundle.edgeNode,
     appNamespace,
     versions: nc.versions,
