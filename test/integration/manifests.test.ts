@@ -17,6 +17,8 @@ import {
 } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments } from "yaml";
+import type { EdgeNode } from "../../operator/api/v1alpha1.ts";
+import { agentDaemonSet } from "../../operator/edgenode/agent.ts";
 import { ignoreNotFound, isNotFound, kubeClients, uniqueName, waitFor } from "../support/kube.ts";
 import { repoRoot } from "../support/operator.ts";
 
@@ -294,6 +296,49 @@ describe("install bundle", () => {
           throw new Error(`${name} refused: ${err.body ?? err}`);
         });
     }
+  });
+
+  it("labels its namespace so the agent, which needs a hostPath and root, is admitted even where a stricter cluster default applies", async () => {
+    const nsObj = bundle.find((o) => o.kind === "Namespace");
+    expect(nsObj?.metadata?.labels?.["pod-security.kubernetes.io/enforce"]).toBe("privileged");
+    const en = {
+      apiVersion: "edgeshift.dev/v1alpha1",
+      kind: "EdgeNode",
+      metadata: { name: "psa-check", uid: "00000000-0000-0000-0000-000000000001" },
+      spec: {
+        nodeSelector: { matchLabels: { edge: "yes" } },
+        cloud: { nodeSelector: { matchLabels: { cloud: "yes" } } },
+        registry: { repository: "r.example/x", secretRef: { name: "s" } },
+      },
+    } as unknown as EdgeNode;
+    const ds = agentDaemonSet(en, { namespace: NS, image: "ghcr.io/edgeshift/edgeshift:0.1.0" });
+    const body = (namespace: string) => ({
+      metadata: { generateName: "agent-psa-", namespace },
+      spec: {
+        ...ds.spec?.template.spec,
+        serviceAccountName: undefined,
+        containers: ds.spec?.template.spec?.containers ?? [],
+      },
+    });
+    // The bundle's namespace admits it...
+    await kube.core.createNamespacedPod({ namespace: NS, dryRun: "All", body: body(NS) });
+    // ...which a namespace at the baseline level would not (hostPath, so not a no-op label).
+    const strict = uniqueName("psa-baseline");
+    scratchNamespaces.push(strict);
+    await kube.core.createNamespace({
+      body: {
+        metadata: { name: strict, labels: { "pod-security.kubernetes.io/enforce": "baseline" } },
+      },
+    });
+    await waitFor(
+      () => kube.core.readNamespacedServiceAccount({ name: "default", namespace: strict }),
+      { timeoutMs: 20_000, description: `default ServiceAccount in ${strict}` },
+    );
+    const refused = await kube.core
+      .createNamespacedPod({ namespace: strict, dryRun: "All", body: body(strict) })
+      .then(() => "")
+      .catch((err: { body?: string }) => String(err.body ?? err));
+    expect(refused).toMatch(/hostPath/);
   });
 
   it("lets one `kustomize edit set image` change the operator, monitor and agent image", async () => {
