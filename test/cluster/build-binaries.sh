@@ -22,38 +22,11 @@ work="$CACHE/build-$K8S_VERSION"
 mkdir -p "$work/k8s" "$work/etcd" "$OUT"
 
 # --- Kubernetes -------------------------------------------------------------
-minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-staging_version="v0.${K8S_VERSION#v1.}"
+# shellcheck source=k8s-module.sh
+source "$(dirname "${BASH_SOURCE[0]}")/k8s-module.sh"
+k8s_wrapper_module "$work/k8s" edgeshift.dev/k8s-build kube-apiserver kube-controller-manager kube-scheduler kubectl
 cd "$work/k8s"
-go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
-moddir="$(go env GOMODCACHE)/k8s.io/kubernetes@$K8S_VERSION"
-{
-  echo "module edgeshift.dev/k8s-build"
-  echo
-  echo "go $(awk '/^go /{print $2; exit}' "$moddir/go.mod")"
-  echo
-  echo "require k8s.io/kubernetes $K8S_VERSION"
-  echo
-  # Every staging module the release replaces with ./staging/src/... gets the
-  # published v0.X.Y instead, as the release's own go.mod lists them.
-  sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\1#p' "$moddir/go.mod" |
-    while read -r m; do echo "replace $m => $m $staging_version"; done
-} > go.mod
-cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
-go mod tidy -e >/dev/null 2>&1 || true
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+ldflags="$(k8s_ldflags)"
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   [ -x "$OUT/$b" ] && continue
   echo "building $b $K8S_VERSION" >&2

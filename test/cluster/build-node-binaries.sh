@@ -26,6 +26,8 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.3.7}"
 CONTAINERD_17_VERSION="${CONTAINERD_17_VERSION:-v1.7.35}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 CACHE="${EDGESHIFT_CACHE:-$HOME/.cache/edgeshift}"
+# shellcheck source=k8s-module.sh
+source "$(dirname "${BASH_SOURCE[0]}")/k8s-module.sh"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export PATH="/usr/local/go/bin:$PATH"
 export CGO_ENABLED=0
@@ -91,43 +93,13 @@ k8s_out="$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
 if [ ! -x "$k8s_out/kubelet" ] || [ ! -x "$k8s_out/kube-proxy" ]; then
   work="$CACHE/build-$K8S_VERSION/node"
   mkdir -p "$work" "$k8s_out"
-  minor="${K8S_VERSION#v1.}"
-  minor="${minor%%.*}"
-  staging_version="v0.${K8S_VERSION#v1.}"
   (
     cd "$work"
     export GOFLAGS="-mod=mod"
     t0=$SECONDS
-    go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
-    moddir="$(go env GOMODCACHE)/k8s.io/kubernetes@$K8S_VERSION"
-    {
-      echo "module edgeshift.dev/k8s-node-build"
-      echo
-      echo "go $(awk '/^go /{print $2; exit}' "$moddir/go.mod")"
-      echo
-      echo "require k8s.io/kubernetes $K8S_VERSION"
-      echo
-      # Every staging module the release replaces with ./staging/src/... gets
-      # the published v0.X.Y instead, as the release's own go.mod lists them.
-      sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\1#p' "$moddir/go.mod" |
-        while read -r m; do echo "replace $m => $m $staging_version"; done
-    } >go.mod
-    cat >tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-proxy"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-)
-GO
-    # -e: packages only tests import may not resolve; the build below fails
-    # loudly if anything it needs is missing. The log stays for that case.
-    go mod tidy -e >tidy.log 2>&1 || true
+    k8s_wrapper_module "$work" edgeshift.dev/k8s-node-build kube-proxy kubelet
     log "resolved the kubelet's modules in $((SECONDS - t0)) s"
-    ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-    ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+    ldflags="$(k8s_ldflags)"
     for b in kubelet kube-proxy; do
       [ -x "$k8s_out/$b" ] && continue
       timed "$b $K8S_VERSION" go build -trimpath -ldflags "$ldflags" -o "$k8s_out/$b.tmp" "k8s.io/kubernetes/cmd/$b"

@@ -29,12 +29,13 @@ export interface Bundle {
   kubectlRun(args: string[], input?: string): Promise<string>;
 }
 
-export function kubectlRunner(nc: NodeCluster) {
+/** kubectl with the cluster's kubeconfig; rejects with kubectl's own stderr. */
+export function kubectlRunner(c: { kubectl: string; kubeconfig: string }) {
   return (args: string[], input?: string) =>
     new Promise<string>((res, rej) => {
       const child = execFile(
-        nc.kubectl,
-        ["--kubeconfig", nc.kubeconfig, ...args],
+        c.kubectl,
+        ["--kubeconfig", c.kubeconfig, ...args],
         { maxBuffer: 32 * 1024 * 1024 },
         (err, stdout, stderr) =>
           err ? rej(new Error(`kubectl ${args.join(" ")}: ${stderr || err.message}`)) : res(stdout),

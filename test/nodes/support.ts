@@ -1,9 +1,9 @@
 // What the real-node tests share: kubectl and API clients for the cluster the
 // global setup started, and waits on the state of the world.
-import { execFile } from "node:child_process";
 import { CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { inject } from "vitest";
 import { stringify } from "yaml";
+import { kubectlRunner } from "../cluster/bundle.ts";
 import { waitUntil } from "../cluster/process.ts";
 
 export function cluster() {
@@ -11,17 +11,7 @@ export function cluster() {
 }
 
 export function kubectl(args: string[], input?: string): Promise<string> {
-  const c = cluster();
-  return new Promise((res, rej) => {
-    const child = execFile(
-      c.kubectl,
-      ["--kubeconfig", c.kubeconfig, ...args],
-      { maxBuffer: 32 * 1024 * 1024 },
-      (err, stdout, stderr) =>
-        err ? rej(new Error(`kubectl ${args.join(" ")}: ${stderr || err.message}`)) : res(stdout),
-    );
-    if (input !== undefined) child.stdin?.end(input);
-  });
+  return kubectlRunner(cluster())(args, input);
 }
 
 export async function apply(...objects: object[]): Promise<void> {
