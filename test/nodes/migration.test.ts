@@ -105,8 +105,25 @@ describe("migration on real nodes", () => {
       { timeoutMs: 60_000, intervalMs: 500 },
     );
     expect(new Set(after.map((x) => x.tok))).toEqual(new Set([token]));
-    for (let i = 1; i < after.length; i++) expect(after[i]?.n).toBe((after[i - 1]?.n ?? 0) + 1);
     expect(after[0]?.n).toBe(1);
+    // The kubelet copies the container's log after the CRIU dump, and the
+    // original keeps running meanwhile (the checkpoint API leaves it running):
+    // the log may hold a few lines the dumped state had not printed yet, which
+    // the restored process prints again. So the sequence steps by one except at
+    // at most one hand-over, where it repeats a few numbers, never restarts.
+    const breaks = after.flatMap((x, i) =>
+      i > 0 && x.n !== (after[i - 1]?.n ?? 0) + 1 ? [i] : [],
+    );
+    expect(breaks.length).toBeLessThanOrEqual(1);
+    for (const i of breaks) {
+      const prev = after[i - 1]?.n ?? 0;
+      const next = after[i]?.n ?? 0;
+      expect(next).toBeLessThanOrEqual(prev);
+      expect(next).toBeGreaterThanOrEqual(before.at(-1)?.n ?? 0);
+      console.log(
+        `[measure] hand-over: log had ${prev}, restored process went on from ${next} (${prev - next + 1} repeated)`,
+      );
+    }
     await kubectl(["-n", ns, "delete", "pod", restoredName, "--wait=false"]);
   });
 });
