@@ -1,19 +1,33 @@
 // The demo's closing table, from a finished Migration's status and what the
-// simulated nodes and the progress readings observed.
+// demo read from the pods' logs (`kubectl logs --timestamps`).
 import type { Migration } from "../../operator/api/v1alpha1.ts";
 
 export interface Observed {
-  /** From spec.reason.sampledAt to the demo first seeing the Migration (polled every 50 ms). */
+  /** From spec.reason.sampledAt to the demo's watch delivering the Migration. */
   decisionObservedMs?: number;
-  /** From the demo first seeing the Migration to seeing it finished. */
+  /** From the watch delivering the Migration to delivering it finished. */
   totalObservedMs?: number;
-  checkpointCounter: number;
-  restoredCounter: number;
-  criuDumpMs?: number;
-  frozenMs?: number;
-  pullMs?: number;
-  criuRestoreMs?: number;
-  checkpointToRunningMs?: number;
+  /** From the watch delivering the Migration to status.timestamps.checkpointStarted. */
+  seenToCheckpointStartedMs?: number;
+  /** From status.timestamps.restoreStarted to the restored process's first log line. */
+  restoreStartedToFirstLineMs?: number;
+  /** The largest gap between two lines of the restored pod's log: the hand-over. */
+  logGapMs: number;
+  /** The next largest gap, for comparison. */
+  nextLargestGapMs: number;
+  reportEvery: number;
+  /** The original's last progress line before status.timestamps.checkpointStarted. */
+  originalAtCheckpoint?: number;
+  /** The last progress line before the gap: the last one the checkpoint carried. */
+  carried: number;
+  /** Lines the checkpoint's log copy carried beyond the dumped state, printed again after the restore. */
+  repeated: number;
+  /** The first progress line after the gap: the first the restored process wrote. */
+  resumed: number;
+  /** The original's last progress line read before it was removed. */
+  originalLast?: number;
+  origin: string;
+  resumedIn: string;
 }
 
 const between = (a?: string, b?: string): number | undefined => {
@@ -21,11 +35,12 @@ const between = (a?: string, b?: string): number | undefined => {
   const d = Date.parse(b) - Date.parse(a);
   return Number.isNaN(d) ? undefined : d;
 };
-const secs = (ms?: number) => (ms === undefined ? "n/a" : `${(ms / 1000).toFixed(1)} s`);
+const secs = (ms?: number) => (ms === undefined ? "n/a" : `${(ms / 1000).toFixed(2)} s`);
 const millis = (ms?: number) => (ms === undefined ? "n/a" : `${Math.round(ms)} ms`);
-const mib = (b?: number) => (b === undefined ? "n/a" : `${(b / 2 ** 20).toFixed(1)} MiB`);
+const mib = (b?: number) => (b === undefined ? "n/a" : `${(b / 2 ** 20).toFixed(2)} MiB (${b} B)`);
+const num = (n?: number) => (n === undefined ? "n/a" : String(n));
 
-/** Prints the summary; durations from status.timestamps have 1 s resolution. */
+/** Prints the summary; `created` (creationTimestamp) has 1 s resolution, later steps ms. */
 export function printTable(m: Migration, o: Observed): void {
   const ts = m.status?.timestamps ?? {};
   const created = m.metadata.creationTimestamp?.toString() ?? ts.created;
@@ -34,30 +49,76 @@ export function printTable(m: Migration, o: Observed): void {
     [
       "breach-to-decision",
       millis(o.decisionObservedMs),
-      `spec.reason.sampledAt -> Migration seen (to creationTimestamp, 1 s resolution: ${secs(between(m.spec.reason?.sampledAt, created))})`,
+      `spec.reason.sampledAt -> Migration seen by the demo's watch (to creationTimestamp, 1 s resolution: ${secs(between(m.spec.reason?.sampledAt, created))})`,
     ],
-    ["checkpoint", secs(between(ts.checkpointStarted, ts.checkpointed)), "status.timestamps"],
-    ["  CRIU dump (edge node)", millis(o.criuDumpMs), `frozen ${millis(o.frozenMs)}`],
-    ["pack+push", secs(between(ts.checkpointed, ts.imagePushed)), "status.timestamps"],
-    ["restore", secs(between(ts.restoreStarted, ts.restored)), "status.timestamps"],
-    ["  pull+unpack (cloud node)", millis(o.pullMs), ""],
-    ["  CRIU restore (cloud node)", millis(o.criuRestoreMs), ""],
-    ["cutover", secs(between(ts.restored, ts.cutOver)), "status.timestamps"],
+    [
+      "validate + dispatch",
+      secs(between(ts.created, ts.checkpointStarted)),
+      `created -> checkpointStarted (created has 1 s resolution; from the Migration seen: ${millis(o.seenToCheckpointStartedMs)})`,
+    ],
+    [
+      "checkpoint",
+      secs(between(ts.checkpointStarted, ts.checkpointed)),
+      "checkpointStarted -> checkpointed: agent -> kubelet /checkpoint -> containerd + runc + CRIU",
+    ],
+    [
+      "pack+push",
+      secs(between(ts.checkpointed, ts.imagePushed)),
+      "checkpointed -> imagePushed: OCI image to the checkpoint registry",
+    ],
+    [
+      "hand to restore",
+      secs(between(ts.imagePushed, ts.restoreStarted)),
+      "imagePushed -> restoreStarted",
+    ],
+    [
+      "restore",
+      secs(between(ts.restoreStarted, ts.restored)),
+      "restoreStarted -> restored: base-image pre-pull, restored pod, containerd restore, Ready",
+    ],
+    [
+      "  to the restored process's first line",
+      millis(o.restoreStartedToFirstLineMs),
+      "restoreStarted -> first restored log line (runtime's timestamp)",
+    ],
+    ["cutover", secs(between(ts.restored, ts.cutOver)), "restored -> cutOver: original removed"],
     [
       "total",
       secs(between(ts.created, ts.finished)),
-      `created -> finished (created = creationTimestamp, 1 s resolution); status.duration ${m.status?.duration ?? "?"}`,
+      `created -> finished; status.duration ${m.status?.duration ?? "?"}`,
     ],
     [
       "  total as observed by the demo",
       millis(o.totalObservedMs),
-      "Migration seen -> finished seen",
+      "Migration seen -> finished seen (watch)",
     ],
-    ["checkpoint start -> running on cloud", millis(o.checkpointToRunningMs), "node records"],
+    [
+      "workload paused (log gap)",
+      millis(o.logGapMs),
+      `largest gap in the restored pod's log; next largest ${millis(o.nextLargestGapMs)}`,
+    ],
     ["archive size", mib(c0?.archiveSizeBytes), "status.containers[0].archiveSizeBytes"],
     ["image size", mib(c0?.imageSizeBytes), "status.containers[0].imageSizeBytes"],
-    ["progress at checkpoint", String(o.checkpointCounter), "counter when the dump began"],
-    ["progress right after restore", String(o.restoredCounter), "first read on the cloud node"],
+    [
+      "progress at checkpoint start",
+      num(o.originalAtCheckpoint),
+      "original's last line before checkpointStarted (kubectl logs of the original)",
+    ],
+    [
+      "progress the checkpoint carried",
+      num(o.carried),
+      `last line before the gap in the restored pod's log (the log is copied after the dump; ${o.repeated} line(s) of it printed again after the restore)`,
+    ],
+    [
+      "progress right after restore",
+      num(o.resumed),
+      `first line after the gap (see note); it says started in ${o.origin}, now in ${o.resumedIn}`,
+    ],
+    [
+      "original's last progress",
+      num(o.originalLast),
+      "last line read from the original before its removal (it ran on after the checkpoint)",
+    ],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
@@ -70,4 +131,17 @@ export function printTable(m: Migration, o: Observed): void {
     console.log(`| ${a.padEnd(w0)} | ${b.padStart(w1)} | ${note}`);
   }
   console.log(line);
+  console.log(
+    [
+      "Note: progress is what the workload logs every",
+      `${o.reportEvery} iterations. The restored pod's log starts with the original's lines`,
+      "(the checkpoint carries the container's log), so the first line the restored",
+      "process wrote was found as the line after the largest gap between consecutive",
+      "runtime timestamps (`kubectl logs --timestamps`); the same workload's",
+      "`started in` (a shell variable set at start) names the original pod, so it is",
+      "the same process, not a new one. Its `now in` ($(hostname)) names the original",
+      "pod too: CRIU restores the container's UTS namespace with the checkpoint.",
+      "Durations are differences of status.timestamps (ms resolution, `created` 1 s).",
+    ].join("\n"),
+  );
 }
