@@ -66,6 +66,7 @@ class Failure extends Error {
 }
 
 const DELETION_COST = "controller.kubernetes.io/pod-deletion-cost";
+const migratedNames = (m: Migration) => (m.status?.containers ?? []).map((c) => c.name);
 // Milliseconds kept: steps often take less than a second.
 const iso = (d = new Date()) => d.toISOString();
 const POLL_MS = 500;
@@ -375,7 +376,7 @@ export class MigrationController {
       const en = this.deps.edgeNodes.ownerOf(m.status?.sourceNode ?? "");
       const policy = m.status?.policy ?? "restart";
       if (policy === "checkpoint") {
-        const waiting = await this.awaitPrepull(m);
+        const waiting = await this.awaitPrepull(m, original);
         if (waiting) return waiting;
       }
       const images = Object.fromEntries(
@@ -540,36 +541,39 @@ export class MigrationController {
    * images (the runtime needs them to restore and will not pull them through the
    * kubelet's registry settings itself; see migration/restore/prepull.ts).
    */
-  private async prepull(m: Migration): Promise<void> {
+  private async prepull(m: Migration, known?: V1Pod): Promise<void> {
     const target = m.status?.targetNode;
     if (m.status?.policy !== "checkpoint" || !target) return;
     const ns = m.metadata.namespace ?? "";
-    const name = prepullPodName(m.spec.podName, m.metadata.uid ?? "");
-    if (await this.readPod(ns, name)) return;
-    const original = await this.readPod(ns, m.spec.podName);
-    if (!original) return;
-    const containers = (m.status?.containers ?? []).map((c) => c.name);
+    if (await this.readPod(ns, prepullPodName(m.spec.podName, m.metadata.uid ?? ""))) return;
+    const original = known ?? (await this.readPod(ns, m.spec.podName));
+    if (!original || this.targetHoldsBaseImages(m, original)) return;
     try {
       await this.deps.core.createNamespacedPod({
         namespace: ns,
-        body: buildPrepullPod(original, m, containers, target),
+        body: buildPrepullPod(original, m, migratedNames(m), target),
       });
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
   }
 
-  /** Undefined once the base images are on the target; a requeue while they are pulled. */
-  private async awaitPrepull(m: Migration): Promise<{ requeueAfterMs: number } | undefined> {
-    const ns = m.metadata.namespace ?? "";
-    const original = await this.readPod(ns, m.spec.podName);
-    const containers = (m.status?.containers ?? []).map((c) => c.name);
+  /** The kubelet lists the images it holds in the node's status: nothing to pull then. */
+  private targetHoldsBaseImages(m: Migration, original: V1Pod): boolean {
     const target = this.deps.edgeNodes.nodes.get(m.status?.targetNode ?? "");
-    // The kubelet lists the images it holds in the node's status: no need to wait for the pull.
-    if (original && nodeHasImages(target, prepullImages(original, containers))) return undefined;
+    return nodeHasImages(target, prepullImages(original, migratedNames(m)));
+  }
+
+  /** Undefined once the base images are on the target; a requeue while they are pulled. */
+  private async awaitPrepull(
+    m: Migration,
+    original: V1Pod,
+  ): Promise<{ requeueAfterMs: number } | undefined> {
+    if (this.targetHoldsBaseImages(m, original)) return undefined;
+    const ns = m.metadata.namespace ?? "";
     const pod = await this.readPod(ns, prepullPodName(m.spec.podName, m.metadata.uid ?? ""));
     if (!pod) {
-      await this.prepull(m);
+      await this.prepull(m, original);
       return { requeueAfterMs: POLL_MS };
     }
     const st = prepullState(pod);
