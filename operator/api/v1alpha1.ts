@@ -244,6 +244,8 @@ export interface MigrationSpec {
   targetNode?: string;
   /** Absent means the EdgeNode's. */
   restorePolicy?: RestorePolicy;
+  /** Absent means the EdgeNode's. */
+  fallbackToRestart?: boolean;
   /** Default {type: Manual}. */
   reason?: MigrationReason;
 }

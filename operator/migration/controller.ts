@@ -229,7 +229,7 @@ export class MigrationController {
       );
       if (!rt.checkpoint || !en.spec.registry) {
         const why = !en.spec.registry ? "the EdgeNode names no registry" : rt.message;
-        if (en.spec.fallbackToRestart ?? true) {
+        if (m.spec.fallbackToRestart ?? en.spec.fallbackToRestart ?? true) {
           policy = "restart";
           note = `fell back to restart: ${why}`;
         } else throw new Failure("RuntimeUnsupported", `cannot checkpoint on ${source}: ${why}`);
@@ -316,7 +316,10 @@ export class MigrationController {
     const failed = cp?.status === "False" ? cp : push?.status === "False" ? push : undefined;
     if (failed) {
       const en = this.deps.edgeNodes.ownerOf(m.status?.sourceNode ?? "");
-      if (failed.reason === "RuntimeUnsupported" && (en?.spec.fallbackToRestart ?? true)) {
+      if (
+        failed.reason === "RuntimeUnsupported" &&
+        (m.spec.fallbackToRestart ?? en?.spec.fallbackToRestart ?? true)
+      ) {
         await this.write(m, (s) => {
           s.policy = "restart";
           s.phase = "Restoring";

@@ -155,6 +155,7 @@ export function fullMigration(name: string, namespace: string): Migration {
       containers: ["ingest", "buffer"],
       targetNode: "cloud-1",
       restorePolicy: "checkpoint",
+      fallbackToRestart: false,
       reason: {
         type: "ThresholdExceeded",
         metric: "cpu",
