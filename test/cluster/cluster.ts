@@ -54,6 +54,8 @@ export interface RegistryInfo {
   hostUrl: string;
   username: string;
   password: string;
+  /** The registry's filesystem storage (its blobs under docker/registry/v2/blobs). */
+  storage: string;
 }
 
 export interface Cluster {
@@ -457,7 +459,14 @@ async function startRegistry(
     },
     { timeoutMs: 20_000, alive: [reg] },
   );
-  return { host: `${address}:${port}`, url, hostUrl, username, password };
+  return {
+    host: `${address}:${port}`,
+    url,
+    hostUrl,
+    username,
+    password,
+    storage: join(dir, "registry"),
+  };
 }
 
 function wrapped(

@@ -10,8 +10,7 @@
 // it; the closing table comes from that status and from `kubectl logs`.
 // Everything is torn down on exit, Ctrl-C or SIGTERM.
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import {
   BatchV1Api,
   CoreV1Api,
@@ -21,13 +20,14 @@ import {
   type V1Pod,
   Watch,
 } from "@kubernetes/client-node";
-import { parse, stringify } from "yaml";
+import { stringify } from "yaml";
 import type { Migration } from "../../operator/api/v1alpha1.ts";
 import { GROUP, MIGRATION_PLURAL, VERSION } from "../../operator/api/v1alpha1.ts";
 import { monitorName } from "../../operator/monitor/inject.ts";
 import { installBundle, SYSTEM_NAMESPACE } from "../cluster/bundle.ts";
 import { type NodeCluster, type RealNode, startNodeCluster } from "../cluster/nodes.ts";
 import { waitUntil } from "../cluster/process.ts";
+import { loadExampleJob } from "../support/examples.ts";
 import {
   expectedSum,
   findHandover,
@@ -37,7 +37,6 @@ import {
 } from "./handover.ts";
 import { printTable } from "./table.ts";
 
-const repoRoot = resolve(import.meta.dirname, "../..");
 const NS = "edgeshift-demo";
 const EDGENODE = "demo";
 const EXAMPLE = "testcase-checkpoint-cpu-limit";
@@ -135,46 +134,16 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-/** Whether this process holds CAP_SYS_RESOURCE (bit 24 of CapEff). */
-async function hasCapSysResource(): Promise<boolean> {
-  const status = await readFile("/proc/self/status", "utf8");
-  const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0";
-  return ((BigInt(`0x${eff}`) >> 24n) & 1n) === 1n;
-}
-
 /**
  * The example Job, adapted only where this cluster needs it: its namespace and a
- * shorter run. And on a machine whose root lacks CAP_SYS_RESOURCE (this sandbox),
- * CRIU, running as root, cannot read the rlimits of a process of another user
- * (prlimit answers EPERM: "Can't get rlimit 0: Operation not permitted" in
- * criu-dump.log), so no non-root container can be checkpointed here: the Job then
- * runs as uid 0, every other hardening of the example (no capabilities, read-only
- * root, no privilege escalation, RuntimeDefault seccomp) kept.
+ * shorter run (and uid 0 where CRIU could not dump another user's process: see
+ * test/support/examples.ts).
  */
-async function loadJob(): Promise<{ job: V1Job; asRoot: boolean }> {
-  const job = parse(
-    await readFile(join(repoRoot, "manifests/examples", `${EXAMPLE}.yaml`), "utf8"),
-  ) as V1Job;
-  if (job.metadata?.name !== EXAMPLE)
-    throw new Error(`${EXAMPLE}.yaml holds ${job.metadata?.name}`);
-  job.metadata.namespace = NS;
-  const container = job.spec?.template.spec?.containers.find((c) => c.name === CONTAINER);
-  if (!container) throw new Error(`${EXAMPLE}: no container ${CONTAINER}`);
-  for (const [k, v] of Object.entries({
-    ITERATIONS: String(ITERATIONS),
-    REPORT_EVERY: String(REPORT_EVERY),
-  })) {
-    const e = container.env?.find((x) => x.name === k);
-    if (!e) throw new Error(`${EXAMPLE}: the workload reads no ${k}`);
-    e.value = v;
-  }
-  const asRoot = !(await hasCapSysResource());
-  const podSecurity = job.spec?.template.spec?.securityContext;
-  if (asRoot && podSecurity) {
-    podSecurity.runAsNonRoot = false;
-    podSecurity.runAsUser = 0;
-  }
-  return { job, asRoot };
+function loadJob(): Promise<{ job: V1Job; asRoot: boolean }> {
+  return loadExampleJob(EXAMPLE, {
+    namespace: NS,
+    env: { ITERATIONS: String(ITERATIONS), REPORT_EVERY: String(REPORT_EVERY) },
+  });
 }
 
 /**

@@ -13,7 +13,13 @@ declare module "vitest" {
       edgeNode: string;
       appNamespace: string;
       versions: { kubernetes: string; etcd: string; containerd: string };
-      registry: { host: string; hostUrl: string; username: string; password: string };
+      registry: {
+        host: string;
+        hostUrl: string;
+        username: string;
+        password: string;
+        storage: string;
+      };
     };
   }
 }
@@ -47,6 +53,7 @@ export async function setup(project: TestProject): Promise<void> {
       hostUrl: reg.hostUrl,
       username: reg.username,
       password: reg.password,
+      storage: reg.storage,
     },
   });
 }
