@@ -177,7 +177,7 @@ function requirementMatches(r: V1NodeSelectorRequirement, value: string | undefi
   }
 }
 
-function termMatches(term: V1NodeSelectorTerm, node: V1Node): boolean {
+export function termMatches(term: V1NodeSelectorTerm, node: V1Node): boolean {
   const exprs = term.matchExpressions ?? [];
   const fields = term.matchFields ?? [];
   // An empty term selects nothing (v1.NodeSelectorTerm semantics).

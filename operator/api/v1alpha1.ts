@@ -351,6 +351,8 @@ export const MigrationConditionReason = {
   UnsupportedOwner: "UnsupportedOwner",
   /** No cloud node qualifies (selector, Ready, taints, architecture, room), or spec.targetNode does not. */
   NoTarget: "NoTarget",
+  /** The target node cannot give the restored pod the original's volumes (claims, access modes, node affinity). */
+  VolumeUnavailable: "VolumeUnavailable",
   /** The agent did not report on the checkpoint in time. */
   CheckpointTimeout: "CheckpointTimeout",
   NotOnEdgeNode: "NotOnEdgeNode",

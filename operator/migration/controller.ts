@@ -1,4 +1,10 @@
-import type { CoreV1Api, CustomObjectsApi, V1Pod } from "@kubernetes/client-node";
+import type {
+  CoreV1Api,
+  CustomObjectsApi,
+  V1PersistentVolume,
+  V1PersistentVolumeClaim,
+  V1Pod,
+} from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import {
@@ -17,6 +23,7 @@ import {
   prepullState,
 } from "../../migration/restore/prepull.ts";
 import { chooseTarget } from "../../migration/target/choose.ts";
+import { claimNames, volumeRefusals } from "../../migration/target/volumes.ts";
 import { formatDuration } from "../api/duration.ts";
 import { migrationFinished } from "../api/status.ts";
 import {
@@ -245,6 +252,13 @@ export class MigrationController {
       targetNode: m.spec.targetNode,
     });
     if (!target.ok) throw new Failure("NoTarget", target.message);
+    const volumes = await this.volumeRefusals(pod, target.node);
+    if (volumes.length > 0) {
+      throw new Failure(
+        "VolumeUnavailable",
+        `${target.node} cannot provide the pod's volumes: ${volumes.join("; ")}`,
+      );
+    }
 
     // The agent finds its Migrations by this label; a hand-written Migration gets it here.
     if (
@@ -293,6 +307,34 @@ export class MigrationController {
       "Validate",
       `${policy}: ${source} -> ${target.node}${note ? ` (${note})` : ""}`,
     );
+  }
+
+  /** Why `node` cannot give the pod its volumes (see migration/target/volumes.ts). */
+  private async volumeRefusals(pod: V1Pod, node: string): Promise<string[]> {
+    const names = claimNames(pod);
+    if (names.length === 0) return [];
+    const namespace = pod.metadata?.namespace ?? "";
+    const claims = new Map<string, V1PersistentVolumeClaim>();
+    const volumes = new Map<string, V1PersistentVolume>();
+    for (const name of new Set(names)) {
+      const claim = await this.deps.core
+        .readNamespacedPersistentVolumeClaim({ namespace, name })
+        .catch((err: unknown) => {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        });
+      if (!claim) continue;
+      claims.set(name, claim);
+      const pv = claim.spec?.volumeName;
+      if (!pv || volumes.has(pv)) continue;
+      const v = await this.deps.core.readPersistentVolume({ name: pv }).catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
+      if (v) volumes.set(pv, v);
+    }
+    const target = this.deps.edgeNodes.nodes.get(node) ?? { metadata: { name: node } };
+    return volumeRefusals({ pod, target, claims, volumes });
   }
 
   private async podsByNode(): Promise<Map<string, V1Pod[]>> {
