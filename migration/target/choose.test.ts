@@ -692,3 +692,88 @@ describe("chooseTarget NoTarget message", () => {
     );
   });
 });
+
+describe("chooseTarget for a checkpoint restore (runtime family and restore support)", () => {
+  const withRuntime = (n: V1Node, rt: string, restore?: "enabled" | "disabled"): V1Node => ({
+    ...n,
+    metadata: {
+      ...n.metadata,
+      annotations: restore ? { "edgeshift.dev/checkpoint-restore": restore } : undefined,
+    },
+    status: {
+      ...n.status,
+      nodeInfo: { ...(n.status?.nodeInfo as object), containerRuntimeVersion: rt } as never,
+    },
+  });
+  const ctdSource = withRuntime(source, "containerd://2.3.7", "enabled");
+  const crioSource = withRuntime(source, "cri-o://1.36.3");
+  const ctd = withRuntime(node("cloud-ctd", { cpu: "2" }), "containerd://2.3.7", "enabled");
+  const crio = withRuntime(node("cloud-crio", { cpu: "16" }), "cri-o://1.36.3");
+  const unconfirmed = withRuntime(node("cloud-norestore", { cpu: "16" }), "containerd://2.3.7");
+
+  it("picks a node of the source's runtime family even when another is less loaded", () => {
+    const r = chooseTarget(
+      input({ sourceNode: ctdSource, candidates: [crio, ctd, unconfirmed], checkpoint: true }),
+    );
+    expect(r).toMatchObject({ ok: true, node: "cloud-ctd" });
+    const back = chooseTarget(
+      input({ sourceNode: crioSource, candidates: [crio, ctd, unconfirmed], checkpoint: true }),
+    );
+    expect(back).toMatchObject({ ok: true, node: "cloud-crio" });
+  });
+
+  it("ignores the runtime for the restart policy", () => {
+    const r = chooseTarget(input({ sourceNode: ctdSource, candidates: [crio, ctd, unconfirmed] }));
+    expect(r).toMatchObject({ ok: true, node: "cloud-crio" });
+  });
+
+  it("says why each cloud node cannot restore when none can", () => {
+    const r = chooseTarget(
+      input({ sourceNode: ctdSource, candidates: [crio, unconfirmed], checkpoint: true }),
+    );
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.reason).toBe("NoTarget");
+    expect(r.message).toBe(
+      "No cloud node fits the pod: cloud-crio: runtime cri-o://1.36.3 cannot restore a checkpoint taken by containerd://2.3.7 (a checkpoint restores only on the runtime family that wrote it); " +
+        "cloud-norestore: restore unconfirmed: containerd://2.3.7 restores checkpoints only with enable_experimental_restore_via_create = true, and the node has no annotation edgeshift.dev/checkpoint-restore=enabled",
+    );
+  });
+
+  it("refuses a requested target that cannot restore, with the reason", () => {
+    const r = chooseTarget(
+      input({
+        sourceNode: ctdSource,
+        candidates: [ctd, unconfirmed],
+        targetNode: "cloud-norestore",
+        checkpoint: true,
+      }),
+    );
+    expect(r).toMatchObject({ ok: false, reason: "TargetNotSuitable" });
+    if (r.ok) return;
+    expect(r.message).toMatch(/^Target node cloud-norestore: restore unconfirmed: /);
+    expect(r.message.length).toBeLessThanOrEqual(MAX_MESSAGE_LENGTH);
+    expect(r.message).not.toContain("...");
+  });
+
+  it("refuses a node the admin marked disabled, and a runtime that cannot restore at all", () => {
+    const off = withRuntime(node("cloud-off"), "containerd://2.1.0", "disabled");
+    const old = withRuntime(node("cloud-old"), "containerd://1.7.35", "enabled");
+    const r = chooseTarget(
+      input({ sourceNode: ctdSource, candidates: [off, old], checkpoint: true }),
+    );
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.message).toContain(
+      "cloud-off: restore disabled by the annotation edgeshift.dev/checkpoint-restore=disabled",
+    );
+    expect(r.message).toContain("cloud-old: containerd://1.7.35 cannot restore checkpoints");
+  });
+
+  it("refuses every target when the source's runtime is unknown", () => {
+    const r = chooseTarget(input({ candidates: [ctd], checkpoint: true }));
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.message).toContain("cloud-ctd: the source node's runtime is unknown");
+  });
+});

@@ -18,6 +18,7 @@ import type {
 } from "@kubernetes/client-node";
 import { matchesLabelSelector } from "../../operator/api/labels.ts";
 import type { LabelSelector } from "../../operator/api/v1alpha1.ts";
+import { nodeRuntimeSupport, restoreRefusal } from "../../operator/edgenode/preflight.ts";
 import { parseQuantity } from "../../operator/kube/quantity.ts";
 
 export const ARCH_LABEL = "kubernetes.io/arch";
@@ -33,6 +34,12 @@ export interface ChooseTargetInput {
   cloudSelector: LabelSelector;
   /** Migration spec.targetNode: honoured only when it passes every check. */
   targetNode?: string;
+  /**
+   * The pod moves with a checkpoint: the target's runtime must restore it
+   * (same runtime family as the source, restore on or confirmed by the
+   * admin's annotation; see operator/edgenode/preflight.ts).
+   */
+  checkpoint?: boolean;
 }
 
 export type ChooseTargetResult =
@@ -273,6 +280,10 @@ function evaluate(
   }
   if (!podAdmitsNode(input.pod, node)) {
     problems.push("pod's nodeSelector/required node affinity does not match");
+  }
+  if (input.checkpoint) {
+    const refusal = restoreRefusal(nodeRuntimeSupport(input.sourceNode), nodeRuntimeSupport(node));
+    if (refusal) problems.push(refusal);
   }
 
   // Requested resources of the pods already there. The pod itself is skipped

@@ -144,6 +144,8 @@ export interface NodeRuntimeStatus {
   containerRuntime?: string;
   checkpoint?: boolean;
   restore?: boolean;
+  /** Edge nodes: how many cloud nodes can restore this node's checkpoints. */
+  restoreTargets?: number;
   message?: string;
 }
 
@@ -158,6 +160,8 @@ export interface EdgeNodeStatus {
   /** e.g. "2/3 nodes". */
   runtimeSupport?: string;
   nodes?: NodeRuntimeStatus[];
+  /** Preflight of the cloud nodes (spec.cloud.nodeSelector): which can restore checkpoints. */
+  cloudNodes?: NodeRuntimeStatus[];
 }
 
 export interface EdgeNode {

@@ -34,7 +34,15 @@ import {
 import { type QueueMetrics, RequeueError, WorkQueue } from "../kube/workqueue.ts";
 import { agentDaemonSet } from "./agent.ts";
 import { type InjectionMetrics, PodWatcher } from "./podwatcher.ts";
-import { checkpointCondition, type NodeSupport, runtimeSupport } from "./preflight.ts";
+import {
+  checkpointCondition,
+  type NodeSupport,
+  nodeRuntimeSupport,
+  restoreTargets,
+} from "./preflight.ts";
+
+/** status.cloudNodes lists at most this many (the condition counts them all). */
+const MAX_CLOUD_NODES = 100;
 
 export interface EdgeNodeControllerDeps {
   kubeConfig: KubeConfig;
@@ -304,8 +312,19 @@ export class EdgeNodeController {
 
     const support: NodeSupport[] = matched.map((n) => ({
       name: n.metadata?.name ?? "",
-      ...runtimeSupport(n.status?.nodeInfo?.containerRuntimeVersion),
+      ...nodeRuntimeSupport(n),
     }));
+    // The cloud nodes a migration may restore on, as target choice sees them.
+    const cloud: NodeSupport[] = this.nodes
+      .list()
+      .filter(
+        (n) =>
+          !desired.has(n.metadata?.name ?? "") &&
+          !n.metadata?.deletionTimestamp &&
+          matchesLabelSelector(en.spec.cloud.nodeSelector, n.metadata?.labels ?? {}),
+      )
+      .map((n) => ({ name: n.metadata?.name ?? "", ...nodeRuntimeSupport(n) }))
+      .sort((a, b) => a.name.localeCompare(b.name));
     const allSynced = watchers.every((w) => w.hasSynced);
     const now = new Date();
     const gen = en.metadata.generation;
@@ -337,7 +356,7 @@ export class EdgeNodeController {
       { type: "Ready", observedGeneration: gen, ...ready },
       now,
     );
-    const cp = checkpointCondition(support);
+    const cp = checkpointCondition(support, cloud);
     const restartOnly = (en.spec.restorePolicy ?? "checkpoint") === "restart";
     const cpCond =
       restartOnly && cp.status !== "Unknown"
@@ -367,6 +386,14 @@ export class EdgeNodeController {
       checkpointCapableNodes: capable,
       runtimeSupport: `${capable}/${matched.length} nodes`,
       nodes: support.map((s) => ({
+        name: s.name,
+        containerRuntime: s.containerRuntime,
+        checkpoint: s.checkpoint,
+        restore: s.restore,
+        restoreTargets: s.checkpoint ? restoreTargets(s, cloud).length : 0,
+        message: s.message,
+      })),
+      cloudNodes: cloud.slice(0, MAX_CLOUD_NODES).map((s) => ({
         name: s.name,
         containerRuntime: s.containerRuntime,
         checkpoint: s.checkpoint,

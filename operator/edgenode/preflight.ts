@@ -1,19 +1,45 @@
+import type { V1Node } from "@kubernetes/client-node";
+
+/**
+ * Set by the cluster admin on a node whose runtime restores checkpoints only
+ * when its configuration allows it (containerd 2.2.7+ and 2.3.4+ need
+ * `enable_experimental_restore_via_create = true`), which the Node object does
+ * not show: `enabled` declares it is on, `disabled` that it is off (on any
+ * runtime). Without it such a node is not picked for a checkpoint restore.
+ */
+export const CHECKPOINT_RESTORE_ANNOTATION = "edgeshift.dev/checkpoint-restore";
+
 /** What a node's container runtime can do for a migration, from Node.status.nodeInfo. */
 export interface RuntimeSupport {
   /** e.g. "cri-o://1.30.4" as the node reports it, or "" when unknown */
   containerRuntime: string;
+  /**
+   * "containerd", "cri-o", another runtime's name, or "" when unknown. A
+   * checkpoint restores only on a node of the family that wrote it.
+   */
+  family: string;
   checkpoint: boolean;
+  /** The node may be picked to restore a checkpoint (confirmed where its configuration decides). */
   restore: boolean;
+  /**
+   * Restore depends on the runtime's configuration and the node carries no
+   * CHECKPOINT_RESTORE_ANNOTATION saying it is on.
+   */
+  restoreUnconfirmed: boolean;
+  /** Why the node is not picked for a restore, short, for target choice; "" when it is. */
+  restoreProblem: string;
   message: string;
 }
 
-function parseVersion(v: string): [number, number, number] | undefined {
+type Version = [number, number, number];
+
+function parseVersion(v: string): Version | undefined {
   const m = /^v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(v);
   if (!m) return undefined;
   return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
 }
 
-function atLeast(v: [number, number, number], min: [number, number, number]): boolean {
+function atLeast(v: Version, min: Version): boolean {
   for (let i = 0; i < 3; i++) {
     const a = v[i] ?? 0;
     const b = min[i] ?? 0;
@@ -22,78 +48,214 @@ function atLeast(v: [number, number, number], min: [number, number, number]): bo
   return true;
 }
 
+/** What the version alone says about restore. */
+type RestoreByVersion =
+  | { kind: "yes"; message: string }
+  | { kind: "no"; message: string }
+  /** Only when a configuration setting the Node does not show is on. */
+  | { kind: "configured"; setting: string; message: string };
+
+interface VersionSupport {
+  family: string;
+  checkpoint: boolean;
+  restore: RestoreByVersion;
+  /** Why it cannot checkpoint; "" when it can. */
+  checkpointMessage: string;
+}
+
+const CONTAINERD_FLAG =
+  'enable_experimental_restore_via_create = true under [plugins."io.containerd.cri.v1.runtime"]';
+
 /**
  * Which runtimes checkpoint and restore (KEP-2008, see FACTS.md): CRI-O >= 1.25
  * checkpoints and >= 1.26 restores from a checkpoint image; containerd >= 2.0
- * checkpoints and restores from an image only in 2.1 up to 2.3.3 (off by default
- * from 2.3.4, removed in 2.4); containerd 1.x answers "not implemented".
+ * checkpoints; it restores from an image in 2.1 up to 2.2.6 and 2.3.3, from
+ * 2.2.7 and 2.3.4 only with enable_experimental_restore_via_create (off by
+ * default), and not at all from 2.4; containerd 1.x answers "not implemented".
  */
-export function runtimeSupport(containerRuntimeVersion: string | undefined): RuntimeSupport {
-  const rt = containerRuntimeVersion ?? "";
+function versionSupport(rt: string): VersionSupport | { error: string } {
   const [name, rawVersion] = rt.includes("://") ? rt.split("://", 2) : [rt, ""];
+  if (!rt || !name) return { error: "node reports no container runtime" };
   const version = parseVersion(rawVersion ?? "");
-  if (!rt || !name) {
-    return {
-      containerRuntime: rt,
-      checkpoint: false,
-      restore: false,
-      message: "node reports no container runtime",
-    };
-  }
-  if (!version) {
-    return {
-      containerRuntime: rt,
-      checkpoint: false,
-      restore: false,
-      message: `cannot parse runtime version "${rt}"`,
-    };
-  }
+  if (!version) return { error: `cannot parse runtime version "${rt}"` };
   if (name === "cri-o") {
     const checkpoint = atLeast(version, [1, 25, 0]);
-    const restore = atLeast(version, [1, 26, 0]);
-    const message = !checkpoint
-      ? "CRI-O before 1.25 cannot checkpoint"
-      : !restore
-        ? "CRI-O 1.25 checkpoints but cannot restore from a checkpoint image (needs 1.26)"
-        : "CRI-O checkpoints and restores";
-    return { containerRuntime: rt, checkpoint, restore, message };
+    return {
+      family: name,
+      checkpoint,
+      checkpointMessage: checkpoint ? "" : "CRI-O before 1.25 cannot checkpoint",
+      restore: atLeast(version, [1, 26, 0])
+        ? { kind: "yes", message: "CRI-O restores from a checkpoint image" }
+        : { kind: "no", message: "CRI-O before 1.26 cannot restore from a checkpoint image" },
+    };
   }
   if (name === "containerd") {
     if (!atLeast(version, [2, 0, 0])) {
       return {
-        containerRuntime: rt,
+        family: name,
         checkpoint: false,
-        restore: false,
-        message:
+        checkpointMessage:
           "containerd 1.x does not implement CheckpointContainer (needs containerd >= 2.0 or CRI-O >= 1.25)",
+        restore: { kind: "no", message: "containerd 1.x cannot restore from a checkpoint image" },
       };
     }
-    const restore = atLeast(version, [2, 1, 0]) && !atLeast(version, [2, 3, 4]);
-    return {
-      containerRuntime: rt,
-      checkpoint: true,
-      restore,
-      message: restore
-        ? "containerd checkpoints and restores from a checkpoint image"
-        : atLeast(version, [2, 3, 4])
-          ? "containerd >= 2.3.4 checkpoints; restore from a checkpoint image is off or removed"
-          : "containerd 2.0 checkpoints but cannot restore from a checkpoint image (2.1-2.3 can)",
-    };
+    const [major, minor] = version;
+    let restore: RestoreByVersion;
+    if (major === 2 && minor === 0) {
+      restore = { kind: "no", message: "containerd 2.0 cannot restore from a checkpoint image" };
+    } else if (atLeast(version, [2, 4, 0])) {
+      restore = {
+        kind: "no",
+        message: "containerd 2.4 removed restore from a checkpoint image",
+      };
+    } else if (
+      (major === 2 && minor === 2 && atLeast(version, [2, 2, 7])) ||
+      (major === 2 && minor === 3 && atLeast(version, [2, 3, 4]))
+    ) {
+      restore = {
+        kind: "configured",
+        setting: CONTAINERD_FLAG,
+        message: `containerd ${version.join(".")} restores from a checkpoint image only with ${CONTAINERD_FLAG}`,
+      };
+    } else {
+      restore = { kind: "yes", message: "containerd restores from a checkpoint image" };
+    }
+    return { family: name, checkpoint: true, checkpointMessage: "", restore };
   }
   return {
-    containerRuntime: rt,
+    family: name,
     checkpoint: false,
-    restore: false,
-    message: `runtime "${name}" does not support checkpoints`,
+    checkpointMessage: `runtime "${name}" does not support checkpoints`,
+    restore: { kind: "no", message: `runtime "${name}" cannot restore checkpoints` },
   };
+}
+
+/**
+ * What a node's runtime can do, from its version and the admin's
+ * CHECKPOINT_RESTORE_ANNOTATION (`annotation`, undefined when absent):
+ * `disabled` turns restore off on any runtime; `enabled` confirms a restore
+ * the runtime's configuration decides, and is ignored (said so in the message)
+ * where the version cannot restore at all.
+ */
+export function runtimeSupport(
+  containerRuntimeVersion: string | undefined,
+  annotation?: string,
+  nodeName = "<node>",
+): RuntimeSupport {
+  const rt = containerRuntimeVersion ?? "";
+  const v = versionSupport(rt);
+  if ("error" in v) {
+    return {
+      containerRuntime: rt,
+      family: "",
+      checkpoint: false,
+      restore: false,
+      restoreUnconfirmed: false,
+      restoreProblem: v.error,
+      message: v.error,
+    };
+  }
+  const parts: string[] = [];
+  if (!v.checkpoint) parts.push(v.checkpointMessage);
+  let restore = false;
+  let restoreUnconfirmed = false;
+  let restoreProblem = "";
+  const a = annotation?.trim();
+  const invalid =
+    a !== undefined && a !== "enabled" && a !== "disabled"
+      ? `; annotation ${CHECKPOINT_RESTORE_ANNOTATION}="${annotation}" ignored (use enabled or disabled)`
+      : "";
+  if (a === "disabled") {
+    restoreProblem = `restore disabled by the annotation ${CHECKPOINT_RESTORE_ANNOTATION}=disabled`;
+    parts.push(`restore disabled by the annotation ${CHECKPOINT_RESTORE_ANNOTATION}=disabled`);
+  } else if (v.restore.kind === "yes") {
+    restore = true;
+    parts.push(v.restore.message + invalid);
+  } else if (v.restore.kind === "no") {
+    restoreProblem = `${rt} cannot restore checkpoints`;
+    parts.push(
+      v.restore.message +
+        (a === "enabled"
+          ? `; annotation ${CHECKPOINT_RESTORE_ANNOTATION}=enabled ignored: this runtime cannot restore`
+          : invalid),
+    );
+  } else if (a === "enabled") {
+    restore = true;
+    parts.push(
+      `${v.restore.message}, confirmed by the annotation ${CHECKPOINT_RESTORE_ANNOTATION}=enabled`,
+    );
+  } else {
+    restoreUnconfirmed = true;
+    restoreProblem = `restore unconfirmed: ${rt} restores checkpoints only with ${v.restore.setting.split(" under ")[0]}, and the node has no annotation ${CHECKPOINT_RESTORE_ANNOTATION}=enabled`;
+    parts.push(
+      `restore unconfirmed: ${v.restore.message}, which the Node does not show; once it is set, confirm it with \`kubectl annotate node ${nodeName} ${CHECKPOINT_RESTORE_ANNOTATION}=enabled\`${invalid}`,
+    );
+  }
+  if (v.checkpoint && parts.length === 1)
+    parts.unshift(`${v.family === "cri-o" ? "CRI-O" : v.family} checkpoints`);
+  return {
+    containerRuntime: rt,
+    family: v.family,
+    checkpoint: v.checkpoint,
+    restore,
+    restoreUnconfirmed,
+    restoreProblem,
+    message: parts.join("; "),
+  };
+}
+
+/** runtimeSupport of a Node object (runtime version and the admin's annotation). */
+export function nodeRuntimeSupport(node: V1Node | undefined): RuntimeSupport {
+  return runtimeSupport(
+    node?.status?.nodeInfo?.containerRuntimeVersion,
+    node?.metadata?.annotations?.[CHECKPOINT_RESTORE_ANNOTATION],
+    node?.metadata?.name,
+  );
+}
+
+/**
+ * Why `target` cannot restore a checkpoint taken on `source`, or undefined
+ * when it can: it must restore at all, and be of the source's runtime family
+ * (containerd and CRI-O cannot read each other's checkpoints, FACTS.md).
+ */
+export function restoreRefusal(source: RuntimeSupport, target: RuntimeSupport): string | undefined {
+  if (!target.restore) return target.restoreProblem || "cannot restore checkpoints";
+  if (!source.family) return "the source node's runtime is unknown";
+  if (target.family !== source.family) {
+    return `runtime ${target.containerRuntime} cannot restore a checkpoint taken by ${source.containerRuntime} (a checkpoint restores only on the runtime family that wrote it)`;
+  }
+  return undefined;
 }
 
 export interface NodeSupport extends RuntimeSupport {
   name: string;
 }
 
-/** Summary for the EdgeNode's CheckpointSupported condition. */
-export function checkpointCondition(nodes: readonly NodeSupport[]): {
+/** The cloud nodes that can restore what `edge` checkpoints, by name. */
+export function restoreTargets(edge: RuntimeSupport, cloud: readonly NodeSupport[]): string[] {
+  return cloud.filter((c) => restoreRefusal(edge, c) === undefined).map((c) => c.name);
+}
+
+const MAX_LISTED = 10;
+
+function list(nodes: readonly NodeSupport[]): string {
+  const shown = nodes
+    .slice(0, MAX_LISTED)
+    .map((n) => `${n.name} (${n.containerRuntime || "unknown runtime"})`);
+  if (nodes.length > MAX_LISTED) shown.push(`and ${nodes.length - MAX_LISTED} more`);
+  return shown.join(", ");
+}
+
+/**
+ * Summary for the EdgeNode's CheckpointSupported condition: True when every
+ * edge node can checkpoint and, when `cloud` is given, has a cloud node that
+ * restores its checkpoints (same runtime family, restore on or confirmed).
+ * Cloud nodes that cannot be picked for a restore are named too.
+ */
+export function checkpointCondition(
+  nodes: readonly NodeSupport[],
+  cloud?: readonly NodeSupport[],
+): {
   status: "True" | "False" | "Unknown";
   reason: string;
   message: string;
@@ -106,19 +268,49 @@ export function checkpointCondition(nodes: readonly NodeSupport[]): {
     };
   }
   const unable = nodes.filter((n) => !n.checkpoint);
-  if (unable.length === 0) {
+  const homeless =
+    cloud === undefined
+      ? []
+      : nodes.filter((n) => n.checkpoint && restoreTargets(n, cloud).length === 0);
+  const parts: string[] = [];
+  if (unable.length > 0) {
+    parts.push(`${unable.length} of ${nodes.length} nodes cannot checkpoint: ${list(unable)}`);
+  }
+  if (homeless.length > 0) {
+    parts.push(
+      `${homeless.length} of ${nodes.length} nodes have no cloud node that can restore their checkpoints (same runtime family, restore enabled): ${list(homeless)}`,
+    );
+  }
+  if (parts.length > 0) parts.push(`${parts.pop()}; the restart policy still works there`);
+  const notRestoring = (cloud ?? []).filter((c) => !c.restore);
+  if (notRestoring.length > 0) {
+    const unconfirmed = notRestoring.filter((c) => c.restoreUnconfirmed);
+    parts.push(
+      `cloud node${notRestoring.length === 1 ? "" : "s"} not picked for a checkpoint restore: ${list(notRestoring)}${
+        unconfirmed.length > 0
+          ? ` (restore unconfirmed on ${unconfirmed
+              .map((c) => c.name)
+              .slice(0, MAX_LISTED)
+              .join(", ")}: see status.cloudNodes)`
+          : ""
+      }`,
+    );
+  }
+  const bad = unable.length + homeless.length;
+  if (bad === 0) {
+    const all =
+      cloud === undefined
+        ? `all ${nodes.length} nodes can checkpoint`
+        : `all ${nodes.length} nodes can checkpoint and have a cloud node to restore on`;
     return {
       status: "True",
       reason: "AllNodesSupported",
-      message: `all ${nodes.length} nodes can checkpoint`,
+      message: [all, ...parts].join("; "),
     };
   }
-  const list = unable
-    .map((n) => `${n.name} (${n.containerRuntime || "unknown runtime"})`)
-    .join(", ");
   return {
     status: "False",
-    reason: unable.length === nodes.length ? "NoNodesSupported" : "SomeNodesUnsupported",
-    message: `${unable.length} of ${nodes.length} nodes cannot checkpoint: ${list}; the restart policy still works there`,
+    reason: bad === nodes.length ? "NoNodesSupported" : "SomeNodesUnsupported",
+    message: parts.join("; "),
   };
 }

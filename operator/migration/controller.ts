@@ -39,7 +39,7 @@ import {
   VERSION,
 } from "../api/v1alpha1.ts";
 import type { EdgeNodeController } from "../edgenode/controller.ts";
-import { runtimeSupport } from "../edgenode/preflight.ts";
+import { nodeRuntimeSupport } from "../edgenode/preflight.ts";
 import { getCondition, setCondition } from "../kube/conditions.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { SupervisedInformer } from "../kube/informer.ts";
@@ -230,27 +230,41 @@ export class MigrationController {
 
     let policy: RestorePolicy = m.spec.restorePolicy ?? en.spec.restorePolicy ?? "checkpoint";
     let note = "";
+    const fallback = m.spec.fallbackToRestart ?? en.spec.fallbackToRestart ?? true;
+    const sourceNode = this.deps.edgeNodes.nodes.get(source) ?? { metadata: { name: source } };
     if (policy === "checkpoint") {
-      const rt = runtimeSupport(
-        this.deps.edgeNodes.nodes.get(source)?.status?.nodeInfo?.containerRuntimeVersion,
-      );
+      const rt = nodeRuntimeSupport(sourceNode);
       if (!rt.checkpoint || !en.spec.registry) {
         const why = !en.spec.registry ? "the EdgeNode names no registry" : rt.message;
-        if (m.spec.fallbackToRestart ?? en.spec.fallbackToRestart ?? true) {
+        if (fallback) {
           policy = "restart";
           note = `fell back to restart: ${why}`;
         } else throw new Failure("RuntimeUnsupported", `cannot checkpoint on ${source}: ${why}`);
       }
     }
 
-    const target = chooseTarget({
-      pod,
-      sourceNode: this.deps.edgeNodes.nodes.get(source) ?? { metadata: { name: source } },
-      candidates: [...this.deps.edgeNodes.nodes.list()],
-      podsByNode: await this.podsByNode(),
-      cloudSelector: en.spec.cloud.nodeSelector,
-      targetNode: m.spec.targetNode,
-    });
+    const choose = (checkpoint: boolean, podsByNode: Map<string, V1Pod[]>) =>
+      chooseTarget({
+        pod,
+        sourceNode,
+        candidates: [...this.deps.edgeNodes.nodes.list()],
+        podsByNode,
+        cloudSelector: en.spec.cloud.nodeSelector,
+        targetNode: m.spec.targetNode,
+        checkpoint,
+      });
+    const podsByNode = await this.podsByNode();
+    let target = choose(policy === "checkpoint", podsByNode);
+    if (!target.ok && policy === "checkpoint" && fallback) {
+      // No cloud node restores this runtime's checkpoints (other runtime family,
+      // restore off or unconfirmed): the restart policy may still have a target.
+      const restart = choose(false, podsByNode);
+      if (restart.ok) {
+        policy = "restart";
+        note = `fell back to restart: no cloud node can restore the checkpoint (${target.message})`;
+        target = restart;
+      }
+    }
     if (!target.ok) throw new Failure("NoTarget", target.message);
     const volumes = await this.volumeRefusals(pod, target.node);
     if (volumes.length > 0) {
@@ -298,8 +312,17 @@ export class MigrationController {
         { type: "Succeeded", status: "Unknown", reason: "InProgress", message: s.message },
         new Date(),
       );
+      // Why no checkpoint is taken stays in status after the message moves on.
+      if (note) {
+        s.conditions = setCondition(
+          s.conditions,
+          { type: "Checkpointed", status: "False", reason: "FellBackToRestart", message: note },
+          new Date(),
+        );
+      }
     });
-    log.info({ source, target: target.node, policy }, "Validated Migration");
+    log.info({ source, target: target.node, policy, note }, "Validated Migration");
+    if (note) await this.event(m, "Warning", "FellBackToRestart", "Validate", note);
     await this.event(
       m,
       "Normal",

@@ -115,6 +115,7 @@ export function fullEdgeNodeStatus(generation = 1): EdgeNodeStatus {
         containerRuntime: "cri-o://1.33.2",
         checkpoint: true,
         restore: true,
+        restoreTargets: 1,
         message: "",
       },
       {
@@ -130,6 +131,15 @@ export function fullEdgeNodeStatus(generation = 1): EdgeNodeStatus {
         checkpoint: false,
         restore: false,
         message: "containerd < 2.0 cannot checkpoint containers",
+      },
+    ],
+    cloudNodes: [
+      {
+        name: "cloud-1",
+        containerRuntime: "cri-o://1.33.2",
+        checkpoint: true,
+        restore: true,
+        message: "CRI-O checkpoints; CRI-O restores from a checkpoint image",
       },
     ],
   };
