@@ -29,6 +29,8 @@ export interface NodeSettings {
   kubeletKey: string;
   /** containerd's restore of checkpoint images through CreateContainer (2.2/2.3 only). */
   restoreViaCreate: boolean;
+  /** Which containerd the node runs: 2.3 (config version 3, the default) or 1.7 (version 2). */
+  containerd?: "2.3" | "1.7";
 }
 
 /**
@@ -36,6 +38,7 @@ export interface NodeSettings {
  * node's own mount namespace they are the node's own directories.
  */
 export function containerdConfig(n: NodeSettings): string {
+  if (n.containerd === "1.7") return containerd17Config(n);
   const cri = "io.containerd.cri.v1.runtime";
   return `version = 3
 root = "/var/lib/containerd"
@@ -82,6 +85,52 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+`;
+}
+
+/**
+ * containerd 1.7, config version 2: one CRI plugin (`io.containerd.grpc.v1.cri`)
+ * holds runtime, image and registry settings, under version 2's keys. The same
+ * settings as containerd 2.x's for the same reasons, without CRIU's: 1.7's CRI
+ * has no CheckpointContainer (it answers "not implemented").
+ */
+export function containerd17Config(n: NodeSettings): string {
+  const cri = "io.containerd.grpc.v1.cri";
+  return `version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+# Two containerds on one machine would share NRI's fixed socket.
+disabled_plugins = ["io.containerd.nri.v1.nri"]
+
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[ttrpc]
+  address = "/run/containerd/containerd.sock.ttrpc"
+[debug]
+  address = "/run/containerd/debug.sock"
+  level = "info"
+[metrics]
+  address = ""
+
+[plugins."${cri}"]
+  sandbox_image = "${n.sandboxImage}"
+  # No CAP_SYS_RESOURCE here (see containerdConfig).
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."${cri}".containerd]
+    default_runtime_name = "runc"
+    [plugins."${cri}".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."${cri}".containerd.runtimes.runc.options]
+        BinaryName = "${n.runc}"
+        SystemdCgroup = false
+  [plugins."${cri}".cni]
+    bin_dir = "${n.cniDir}"
+    conf_dir = "${n.dir}/cni"
+  [plugins."${cri}".registry]
+    config_path = "${n.dir}/certs.d"
 `;
 }
 

@@ -22,6 +22,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
+import { CHECKPOINT_RESTORE_ANNOTATION } from "../../operator/edgenode/preflight.ts";
 import { type Cluster, kubeconfigYaml, startCluster } from "./cluster.ts";
 import { type HostRelay, relayTcpToUnix } from "./forward.ts";
 import { ensureImages, pushImages } from "./images.ts";
@@ -52,6 +53,12 @@ export interface RealNodeSpec {
   labels?: Record<string, string>;
   /** containerd's restore of checkpoint images (default true). */
   restoreViaCreate?: boolean;
+  /** The node's containerd: 2.3 (v2.3.7, default) or 1.7 (v1.7.35, cannot checkpoint). */
+  containerd?: "2.3" | "1.7";
+  /** Annotations set on the Node object once it registered (as `kubectl annotate` would). */
+  annotations?: Record<string, string>;
+  /** Taints set on the Node object once it registered, e.g. `key=value:NoSchedule`. */
+  taints?: string[];
 }
 
 export interface NodeClusterOptions {
@@ -318,7 +325,9 @@ async function startHolder(
 export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<NodeCluster> {
   const log = opts.log ?? (() => {});
   const specs = opts.nodes ?? DEFAULT_NODES;
-  const binaries = await ensureNodeBinaries(log);
+  const binaries = await ensureNodeBinaries(log, {
+    withContainerd17: specs.some((s) => s.containerd === "1.7"),
+  });
   log("Building (or finding) the node images");
   const images = await ensureImages({ pause: binaries.pause, coredns: binaries.coredns, log });
 
@@ -513,6 +522,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         kubeletCert: serving.cert,
         kubeletKey: serving.key,
         restoreViaCreate: spec.restoreViaCreate ?? true,
+        containerd: spec.containerd ?? "2.3",
       };
       // The kubelet wants its cgroup root in every v1 hierarchy, cpuset filled in.
       for (const h of hierarchies) await mkdir(join(h, settings.cgroupRoot), { recursive: true });
@@ -591,8 +601,11 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       const state: NodeState = { spec, settings, holder, link, procs: [] };
       nodes.push(state);
 
+      const containerdBin =
+        spec.containerd === "1.7" ? (binaries.containerd17 ?? "") : binaries.containerd;
+      // containerd finds its shim on the PATH: its own version's first.
       const path = [
-        dirname(binaries.containerd),
+        dirname(containerdBin),
         binaries.criuDir,
         dirname(binaries.runc),
         "/usr/sbin",
@@ -614,7 +627,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         return p;
       };
       const ctrd = await start("containerd", [
-        binaries.containerd,
+        containerdBin,
         "--config",
         join(ndir, "containerd.toml"),
       ]);
@@ -660,6 +673,16 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       );
       const labels = Object.entries(n.spec.labels ?? {}).map(([k, v]) => `${k}=${v}`);
       if (labels.length) await kubectl(["label", "node", n.spec.name, "--overwrite", ...labels]);
+      // As the admin who turned on containerd's restore via CreateContainer declares it.
+      const restores = n.settings.restoreViaCreate && n.settings.containerd !== "1.7";
+      const notes = Object.entries({
+        ...(restores ? { [CHECKPOINT_RESTORE_ANNOTATION]: "enabled" } : {}),
+        ...n.spec.annotations,
+      }).map(([k, v]) => `${k}=${v}`);
+      if (notes.length) await kubectl(["annotate", "node", n.spec.name, "--overwrite", ...notes]);
+      for (const t of n.spec.taints ?? []) {
+        await kubectl(["taint", "node", n.spec.name, "--overwrite", t]);
+      }
       log(`Node ${n.spec.name} (${n.settings.ip}) is Ready`);
     }
     await kubectl(["apply", "--server-side", "-f", join(here, "coredns.yaml")]);

@@ -303,6 +303,9 @@ describe("operator core", () => {
     await createNode(c, "pf-new", { [GROUP_LABEL]: "pf" }, "cri-o://1.30.4");
     await createNode(c, "pf-mid", { [GROUP_LABEL]: "pf" }, "containerd://2.1.0");
     await createNode(c, "pf-old", { [GROUP_LABEL]: "pf" }, "containerd://1.7.27");
+    // A cloud node of each runtime family: a checkpoint restores only on its own family.
+    await createNode(c, "pf-cloud-crio", { [GROUP_LABEL]: "pf-cloud" }, "cri-o://1.30.4");
+    await createNode(c, "pf-cloud-ctd", { [GROUP_LABEL]: "pf-cloud" }, "containerd://2.1.0");
     await createEdgeNode(
       edgeNode("pf-edge", "pf", {
         restorePolicy: "checkpoint",
