@@ -7,6 +7,7 @@
 // scheduler places the restored pod. Workloads are pinned to edge-1 by
 // spec.nodeName, which the restored pod drops for a node affinity to the target.
 import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { CoordinationV1Api, type V1Pod, Watch } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -16,7 +17,6 @@ import {
   type MigrationSpec,
   VERSION,
 } from "../../operator/api/v1alpha1.ts";
-import { nodeHandle } from "../cluster/nodes.ts";
 import { waitUntil } from "../cluster/process.ts";
 import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
@@ -212,14 +212,14 @@ async function containerPids(containerId: string): Promise<number[]> {
   return pids;
 }
 
-/** A checkpoint archive the kubelet of edge-1 wrote for `pod` (its name starts so). */
-async function checkpointArchives(pod: string): Promise<string[]> {
-  const a = cluster().nodes[0];
-  if (!a) throw new Error("no edge node");
-  const dir = nodeHandle(a).checkpointDir;
-  return (await readdir(dir).catch(() => [] as string[])).filter((f) =>
-    f.startsWith(`checkpoint-${pod}_${ns()}-`),
-  );
+/** Every file of the checkpoint registry's storage: what any push would add to. */
+async function registryFiles(): Promise<string[]> {
+  const root = cluster().registry.storage;
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
 }
 
 function restoreTimeoutMs(deploy: {
@@ -527,6 +527,8 @@ describe("cutover on real nodes", () => {
     pod.spec.nodeSelector = { "kubernetes.io/hostname": edge() };
     await apply(pod);
     const before = await waitForPod(ns(), "cut-nowhere", "Ready", podReady);
+    const stored = await registryFiles();
+    expect(stored.length, "the registry holds the node images").toBeGreaterThan(0);
     const m = await migrate("cut-nowhere", { podName: "cut-nowhere", restorePolicy: "checkpoint" });
     expect(m.status?.phase).toBe("Failed");
     expect(m.status?.failureReason).toBe("NoTarget");
@@ -534,7 +536,8 @@ describe("cutover on real nodes", () => {
     expect(m.status?.timestamps?.checkpointStarted).toBeUndefined();
     expect(m.status?.conditions?.find((c) => c.type === "Checkpointed")).toBeUndefined();
     expect(m.status?.restoredPod).toBeUndefined();
-    expect(await checkpointArchives("cut-nowhere")).toEqual([]);
+    // The agent never checkpointed nor pushed: the registry holds what it held.
+    expect(await registryFiles()).toEqual(stored);
     const [left] = await live("app=cut-nowhere");
     expect([left?.metadata?.uid, left?.spec?.nodeName, left?.status?.phase]).toEqual([
       before.metadata?.uid,
