@@ -11,6 +11,7 @@ import {
 
 describe("runtimeSupport", () => {
   it.each([
+    ["cri-o://1.37.0", true, false],
     ["cri-o://1.36.3", true, true],
     ["cri-o://1.30.4", true, true],
     ["cri-o://1.26.0", true, true],
@@ -62,6 +63,16 @@ describe("runtimeSupport", () => {
         /^restore unconfirmed: .*enable_experimental_restore_via_create/,
       );
     }
+  });
+
+  it("asks the same of CRI-O 1.37, whose default is checkpoint_only", () => {
+    const s = runtimeSupport("cri-o://1.37.0", undefined, "cloud-3");
+    expect(s).toMatchObject({ family: "cri-o", restore: false, restoreUnconfirmed: true });
+    expect(s.message).toContain("container_level_enabled = checkpoint_restore");
+    expect(runtimeSupport("cri-o://1.37.0", "enabled").restore).toBe(true);
+    expect(runtimeSupport("cri-o://1.36.3").message).toContain(
+      `${CHECKPOINT_RESTORE_ANNOTATION}=disabled where it is off`,
+    );
   });
 
   it("takes the admin's enabled annotation where the configuration decides", () => {

@@ -63,12 +63,16 @@ interface VersionSupport {
   checkpointMessage: string;
 }
 
+/** CRI-O's default became checkpoint_only in 1.37.0 (and in 1.30-1.36 patch releases). */
+const CRIO_SETTING = "container_level_enabled = checkpoint_restore in [crio.checkpoint_restore]";
+
 const CONTAINERD_FLAG =
   'enable_experimental_restore_via_create = true under [plugins."io.containerd.cri.v1.runtime"]';
 
 /**
  * Which runtimes checkpoint and restore (KEP-2008, see FACTS.md): CRI-O >= 1.25
- * checkpoints and >= 1.26 restores from a checkpoint image; containerd >= 2.0
+ * checkpoints and >= 1.26 restores from a checkpoint image, from 1.37 only with
+ * container_level_enabled = checkpoint_restore (off by default); containerd >= 2.0
  * checkpoints; it restores from an image in 2.1 up to 2.2.6 and 2.3.3, from
  * 2.2.7 and 2.3.4 only with enable_experimental_restore_via_create (off by
  * default), and not at all from 2.4; containerd 1.x answers "not implemented".
@@ -84,9 +88,19 @@ function versionSupport(rt: string): VersionSupport | { error: string } {
       family: name,
       checkpoint,
       checkpointMessage: checkpoint ? "" : "CRI-O before 1.25 cannot checkpoint",
-      restore: atLeast(version, [1, 26, 0])
-        ? { kind: "yes", message: "CRI-O restores from a checkpoint image" }
-        : { kind: "no", message: "CRI-O before 1.26 cannot restore from a checkpoint image" },
+      restore: !atLeast(version, [1, 26, 0])
+        ? { kind: "no", message: "CRI-O before 1.26 cannot restore from a checkpoint image" }
+        : atLeast(version, [1, 37, 0])
+          ? {
+              kind: "configured",
+              setting: CRIO_SETTING,
+              message: `CRI-O ${version.join(".")} restores from a checkpoint image only with ${CRIO_SETTING}`,
+            }
+          : {
+              kind: "yes",
+              // The version cannot tell which 1.30-1.36 patch has the new default.
+              message: `CRI-O restores from a checkpoint image (recent 1.30-1.36 patch releases only with ${CRIO_SETTING}; annotate the node ${CHECKPOINT_RESTORE_ANNOTATION}=disabled where it is off)`,
+            },
     };
   }
   if (name === "containerd") {
