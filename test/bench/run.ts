@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { repoRoot } from "../support/operator.ts";
-import { runE2eBench } from "./e2e.ts";
+import { type E2eResult, runE2eBench } from "./e2e.ts";
 import { runIngest } from "./ingest.ts";
 import { monitorFootprint, reaction } from "./monitor.ts";
 import { formatPackPushTable, runPackPushBench } from "./pack-push.ts";
@@ -27,6 +27,141 @@ function fmt(n: number): string {
   if (Math.abs(n) >= 100) return n.toFixed(0);
   if (Math.abs(n) >= 10) return n.toFixed(1);
   return n.toFixed(2);
+}
+
+function median(xs: number[]): number | undefined {
+  const v = [...xs].sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
+}
+
+/** Median (min-max) of durations in ms, shown in seconds; "-" when none. */
+function spread(ms: (number | undefined)[]): string {
+  const v = ms.filter((x): x is number => x !== undefined && Number.isFinite(x));
+  const m = median(v);
+  if (m === undefined) return "-";
+  const s = (x: number) => (x / 1000).toFixed(2);
+  return v.length === 1 ? s(m) : `${s(m)} (${s(Math.min(...v))}-${s(Math.max(...v))})`;
+}
+
+const mb = (bytes: (number | undefined)[]) => {
+  const m = median(bytes.filter((x): x is number => x !== undefined));
+  return m === undefined ? "-" : (m / 1e6).toFixed(1);
+};
+
+function printE2eTables(r: E2eResult, runs: number): void {
+  const v = r.versions;
+  const on = `Kubernetes ${v.kubernetes}, containerd ${v.containerd}, CRIU ${v.criu}, buildah ${v.buildah}`;
+  const sizes = [...new Set([...r.edgeshift, ...r.manual].map((x) => x.sizeMb))];
+  const rows: Row[] = [];
+  for (const size of sizes) {
+    for (const policy of ["checkpoint", "restart"] as const) {
+      const xs = r.edgeshift.filter((x) => x.sizeMb === size && x.policy === policy);
+      if (xs.length === 0) continue;
+      const ck = policy === "checkpoint";
+      rows.push([
+        `${size} MiB`,
+        policy,
+        spread(xs.map((x) => x.dispatchMs)),
+        ck ? spread(xs.map((x) => x.checkpointMs)) : "-",
+        ck ? spread(xs.map((x) => x.packPushMs)) : "-",
+        ck ? spread(xs.map((x) => x.handMs)) : "-",
+        spread(xs.map((x) => x.restoreMs)),
+        spread(xs.map((x) => x.cutoverMs)),
+        spread(xs.map((x) => x.totalMs)),
+        ck ? mb(xs.map((x) => x.imageBytes)) : "-",
+        ck ? spread(xs.map((x) => x.logGapMs)) : "-",
+        ck
+          ? xs.every((x) => x.stateKept)
+            ? `yes (${xs.length}/${xs.length})`
+            : "NO"
+          : "no (new process)",
+      ]);
+    }
+  }
+  table(
+    `edgeshift on real nodes (${on}): median (min-max) of ${runs} run(s), seconds. Steps from the Migration's status.timestamps (dispatch: Migration created by the bench -> checkpointStarted, under restart -> restoreStarted; hand-over: imagePushed -> restoreStarted; cutover: restored -> original's deletion); total: Migration created by the bench -> Succeeded and the original pod gone, as the bench saw them (50 ms polls); log gap: largest gap between two lines of the restored pod's log (workload ticks every 0.2 s)`,
+    [
+      "size",
+      "policy",
+      "dispatch",
+      "checkpoint",
+      "pack+push",
+      "hand-over",
+      "restore",
+      "cutover",
+      "total",
+      "image MB",
+      "log gap",
+      "state kept",
+    ],
+    rows,
+  );
+
+  const mrows: Row[] = sizes.flatMap((size) => {
+    const xs = r.manual.filter((x) => x.sizeMb === size);
+    if (xs.length === 0) return [];
+    return [
+      [
+        `${size} MiB`,
+        spread(xs.map((x) => x.checkpointMs)),
+        spread(xs.map((x) => x.copyMs)),
+        spread(xs.map((x) => x.buildMs)),
+        spread(xs.map((x) => x.commitMs)),
+        spread(xs.map((x) => x.pushMs)),
+        spread(xs.map((x) => x.restoreMs)),
+        spread(xs.map((x) => x.deleteMs)),
+        spread(xs.map((x) => x.totalMs)),
+        mb(xs.map((x) => x.archiveBytes)),
+        mb(xs.map((x) => x.imageBytes)),
+        spread(xs.map((x) => x.logGapMs)),
+        xs.every((x) => x.stateKept) ? `yes (${xs.length}/${xs.length})` : "NO",
+      ],
+    ];
+  });
+  table(
+    `The manual recipe of the upstream checkpoint docs on the same nodes and workload (${on}): median (min-max) of ${runs} run(s), seconds. curl POST https://<edge node>:10250/checkpoint/... with a token allowed create on nodes/checkpoint; cp of the archive off the node's /var/lib/kubelet/checkpoints; buildah from scratch + add + config --annotation (org.criu.checkpoint.container.name, io.kubernetes.cri-o.annotations.checkpoint.name); buildah commit; buildah push (its default gzip) to the checkpoint registry; kubectl apply of the user's pod with the checkpoint image on the cloud node -> Running; kubectl delete pod of the original; total: checkpoint call -> restored Running and original deleted`,
+    [
+      "size",
+      "curl checkpoint",
+      "copy off node",
+      "from+add+config",
+      "commit",
+      "push",
+      "pod Running",
+      "delete original",
+      "total",
+      "archive MB",
+      "image MB",
+      "log gap",
+      "state kept",
+    ],
+    mrows,
+  );
+
+  const srows: Row[] = sizes.map((size) => {
+    const tot = (xs: { sizeMb: number; totalMs: number }[]) =>
+      median(xs.filter((x) => x.sizeMb === size).map((x) => x.totalMs));
+    const ck = tot(r.edgeshift.filter((x) => x.policy === "checkpoint"));
+    const rs = tot(r.edgeshift.filter((x) => x.policy === "restart"));
+    const man = tot(r.manual);
+    const s = (x?: number) => (x === undefined ? "-" : (x / 1000).toFixed(2));
+    const ratio = (a?: number, b?: number) => (a && b ? `${(a / b).toFixed(1)}x` : "-");
+    return [`${size} MiB`, s(ck), s(rs), s(man), ratio(man, ck), "yes / no / yes"];
+  });
+  table(
+    `Side by side, measured in this run (${on}), median total seconds: edgeshift (Migration created -> original gone) vs the manual recipe (checkpoint call -> restored Running and original deleted); state kept: edgeshift checkpoint / edgeshift restart / manual`,
+    [
+      "size",
+      "edgeshift checkpoint",
+      "edgeshift restart",
+      "manual recipe",
+      "manual / edgeshift checkpoint",
+      "state kept",
+    ],
+    srows,
+  );
 }
 
 const wanted = new Set(process.argv.slice(2));
@@ -112,57 +247,12 @@ if (on("pack-push")) {
 }
 
 if (on("e2e")) {
-  // Real CRIU on simulated nodes; E2E_RUNS=1 for a quick pass.
+  // Real nodes; E2E_SIZES=1,16 E2E_RUNS=1 for a quick pass.
   const runs = Number(process.env.E2E_RUNS ?? 3);
-  const { summary } = await runE2eBench({
-    sizesMb: [16, 64, 256],
-    runs,
-    log: (m) => console.error(`[e2e] ${m}`),
-  });
-  const s = (ms?: number) => (ms === undefined ? "-" : ms / 1000);
-  const rows: Row[] = summary.map((r) => [
-    `${r.sizeMb} MB`,
-    r.policy,
-    s(r.checkpointMs),
-    s(r.packPushMs),
-    s(r.restoreMs),
-    s(r.totalMs),
-    r.policy === "checkpoint" ? s(r.downtimeMs) : "-",
-    r.stateKept ? "yes" : "no",
-  ]);
-  rows.push([
-    "-",
-    "thesis prototype (restart only)",
-    "-",
-    "-",
-    "-",
-    "~5.1 (breach-to-recreated)",
-    "-",
-    "no",
-  ]);
-  rows.push([
-    "~27 MB",
-    "SHADOW pipeline",
-    "-",
-    "-",
-    "-",
-    "3.4-4.5 (checkpoint-to-running)",
-    "-",
-    "yes",
-  ]);
-  rows.push(["64 MB", "target", "", "", "", "< 4", "< 1", "yes"]);
-  table(
-    `End to end on simulated nodes with real CRIU: median of ${runs} run(s) per row, seconds (checkpoint, pack+push, restore: status.timestamps; total: Migration created -> Succeeded seen by the bench; downtime: CRIU dump start on the edge -> first progress read on the cloud node)`,
-    [
-      "size",
-      "policy",
-      "checkpoint",
-      "pack+push",
-      "restore",
-      "total",
-      "downtime (dump start -> first cloud progress)",
-      "state kept",
-    ],
-    rows,
-  );
+  const sizesMb = (process.env.E2E_SIZES ?? "1,16,64,256").split(",").map(Number);
+  if (!(runs >= 1) || sizesMb.some((x) => !(x >= 1))) {
+    throw new Error("E2E_RUNS must be >= 1 and E2E_SIZES a comma list of MiB >= 1");
+  }
+  const r = await runE2eBench({ sizesMb, runs, log: (m) => console.error(`[e2e] ${m}`) });
+  printE2eTables(r, runs);
 }
