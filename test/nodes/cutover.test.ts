@@ -620,6 +620,54 @@ describe("cutover on real nodes", () => {
     ]);
   });
 
+  it("removes a Job's refused restored pod, tracking finalizer and all, and the Job keeps its original", async () => {
+    // The restored pod of a Job carries the Job's tracking finalizer while hidden from it:
+    // when the restore fails it must still go, and the Job must neither count nor replace it.
+    const spec = template("cut-jobport", IDLE, "Never") as unknown as {
+      spec: { containers: Record<string, unknown>[] };
+    };
+    (spec.spec.containers[0] ?? {}).ports = [{ containerPort: 8080, hostPort: 18081 }];
+    const blocker = busyboxPod(ns(), "cut-blocker2", cloud(), IDLE, {
+      labels: { test: "cutover" },
+    }) as { spec: { containers: Record<string, unknown>[] } };
+    (blocker.spec.containers[0] ?? {}).ports = [{ containerPort: 8080, hostPort: 18081 }];
+    await apply(blocker, {
+      apiVersion: "batch/v1",
+      kind: "Job",
+      metadata: { name: "cut-jobport", namespace: ns(), labels: { test: "cutover" } },
+      spec: { parallelism: 1, completions: 1, backoffLimit: 0, template: spec },
+    });
+    await waitForPod(ns(), "cut-blocker2", "Ready", podReady);
+    const [orig] = await waitUntil(
+      "the cut-jobport pod Ready",
+      async () => {
+        const p = await live("batch.kubernetes.io/job-name=cut-jobport");
+        return p.length === 1 && podReady(p[0]) ? p : undefined;
+      },
+      { timeoutMs: 120_000 },
+    );
+    const pods = await podRecorder();
+    try {
+      const m = await migrate("cut-jobport", {
+        podName: orig?.metadata?.name ?? "",
+        restorePolicy: "restart",
+      });
+      expect(m.status?.phase).toBe("Failed");
+      expect(m.status?.failureReason).toBe("TargetUnschedulable");
+      await gone(m.status?.restoredPod ?? "");
+      const j = JSON.parse(
+        await kubectl(["-n", ns(), "get", "job", "cut-jobport", "-o", "json"]),
+      ) as { status: { active?: number; failed?: number; succeeded?: number } };
+      expect([j.status.active, j.status.failed ?? 0, j.status.succeeded ?? 0]).toEqual([1, 0, 0]);
+      expect(
+        (await live("batch.kubernetes.io/job-name=cut-jobport")).map((p) => p.metadata?.uid),
+      ).toEqual([orig?.metadata?.uid]);
+      expect(pods.createdBy("Job/cut-jobport")).toEqual([orig?.metadata?.name]);
+    } finally {
+      pods.stop();
+    }
+  });
+
   it("refuses a StatefulSet's pod with UnsupportedOwner", async () => {
     await apply({
       apiVersion: "apps/v1",
