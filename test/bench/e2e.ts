@@ -14,7 +14,8 @@
 // The workload is the checkpoint-policy example's pod (manifests/examples/
 // testcase-checkpoint-policy.yaml: node:24-alpine, its env, resources and hardening;
 // root where this machine's CRIU needs it), with a script that fills HOLD_MIB MiB at
-// start (the example fills 8 MiB a second) and ticks every 0.2 s. Every checkpoint run
+// start with random bytes (the example fills 8 MiB a second with one byte value,
+// which compression would shrink to nothing) and ticks every 0.2 s. Every checkpoint run
 // checks the restored process is the original one (same origin pod, same checksum,
 // tick going on past the one read before the checkpoint); a failed migration aborts
 // the bench with the Migration's status message.
@@ -55,26 +56,22 @@ const TICK_MS = 200;
 /** The example's workload, filling its memory at once and ticking every 0.2 s. */
 const SCRIPT = `
 const os = require("node:os");
+const { randomFillSync } = require("node:crypto");
 const origin = os.hostname();
 const mib = Number(process.env.HOLD_MIB);
 const held = [];
-// Every page touched: a different byte in each MiB.
-for (let i = 0; i < mib; i++) held.push(Buffer.alloc(1 << 20, (i % 251) + 1));
+// Random bytes, every page touched: memory no compression shrinks.
+for (let i = 0; i < mib; i++) held.push(randomFillSync(Buffer.allocUnsafeSlow(1 << 20)));
 let tick = 0;
 process.on("SIGTERM", () => process.exit(0));
 setInterval(() => {
   tick++;
-  const checksum = held.reduce((s, b) => s + b[b.length - 1], 0);
+  let checksum = 0;
+  for (const b of held) for (let j = 0; j < b.length; j += 4096) checksum = (checksum * 31 + b[j]) >>> 0;
   console.log(\`tick \${tick}: holding \${held.length} MiB, checksum \${checksum}, started in \${origin}, now in \${os.hostname()}\`);
   if (tick >= Number(process.env.TICKS || 900)) process.exit(0);
 }, ${TICK_MS});
 `;
-
-const expectedChecksum = (mib: number) => {
-  let s = 0;
-  for (let i = 0; i < mib; i++) s += (i % 251) + 1;
-  return s;
-};
 
 export type Policy = "checkpoint" | "restart";
 
@@ -239,6 +236,12 @@ async function startWorkload(c: Ctx, name: string, sizeMb: number, manual: boole
   return pod;
 }
 
+async function lastTick(c: Ctx, name: string): Promise<Tick> {
+  const t = (await podLog(c, name)).at(-1);
+  if (!t) throw new Error(`${name} has no tick in its log`);
+  return t;
+}
+
 async function podGone(c: Ctx, name: string): Promise<boolean> {
   return !(await c.core.readNamespacedPod({ namespace: NS, name }).catch(() => undefined));
 }
@@ -258,7 +261,7 @@ async function deletePods(c: Ctx, names: string[]): Promise<void> {
 
 /**
  * Waits for lines the restored process wrote after `since` (ms): the original's
- * origin and checksum, ticks going on from at least `fromTick`. Throws when the
+ * origin and checksum, ticks going on from at least the one read before the checkpoint. Throws when the
  * restored process is a new one.
  */
 async function checkState(
@@ -266,10 +269,11 @@ async function checkState(
   restored: string,
   original: string,
   sizeMb: number,
-  fromTick: number,
+  before: Tick,
   since: number,
 ): Promise<{ gap: number; resumed: number }> {
-  const want = expectedChecksum(sizeMb);
+  const want = before.checksum;
+  const fromTick = before.tick;
   const ticks = await waitUntil(
     `${restored} to tick on`,
     async () => {
@@ -322,7 +326,7 @@ async function edgeshiftRun(
     },
     { timeoutMs: 60_000, intervalMs: 200 },
   );
-  const before = (await podLog(c, name)).at(-1)?.tick ?? 0;
+  const before = await lastTick(c, name);
   const createdAt = Date.now();
   const t0 = performance.now();
   await c.custom.createNamespacedCustomObject({
@@ -393,7 +397,7 @@ async function edgeshiftRun(
     );
     r.logGapMs = s.gap;
     r.stateKept = true;
-    r.note = `tick ${before} before, resumed at ${s.resumed}`;
+    r.note = `tick ${before.tick} before, resumed at ${s.resumed}`;
   } else {
     // A new process from the original image: it starts from tick 1 in the restored pod.
     const t = await waitUntil(
@@ -402,7 +406,7 @@ async function edgeshiftRun(
       { timeoutMs: 60_000, intervalMs: 200 },
     );
     r.stateKept = false;
-    r.note = `new process, tick ${t.tick} at first read (original was at ${before})`;
+    r.note = `new process, tick ${t.tick} at first read (original was at ${before.tick})`;
   }
   c.log(
     `  edgeshift ${sizeMb} MiB ${policy}: total ${Math.round(r.totalMs)} ms (dispatch ${r.dispatchMs}, checkpoint ${r.checkpointMs ?? "-"}, pack+push ${r.packPushMs ?? "-"}, hand ${r.handMs ?? "-"}, restore ${r.restoreMs}, cutover ${r.cutoverMs}), image ${r.imageBytes ?? "-"} B; ${r.note}`,
@@ -511,7 +515,7 @@ async function imageBytes(mm: Manual, repo: string): Promise<number | undefined>
 
 async function manualRun(c: Ctx, mm: Manual, sizeMb: number, name: string): Promise<ManualRun> {
   const original = await startWorkload(c, name, sizeMb, true);
-  const before = (await podLog(c, name)).at(-1)?.tick ?? 0;
+  const before = await lastTick(c, name);
   // BUILDAH_ISOLATION=chroot: no runtime needed for `add` from a host file.
   const inCluster = (args: string[]) =>
     c.nc.inCluster(["env", "BUILDAH_ISOLATION=chroot", `TMPDIR=${mm.dir}`, ...args]);
@@ -616,7 +620,7 @@ async function manualRun(c: Ctx, mm: Manual, sizeMb: number, name: string): Prom
     archiveBytes,
     logGapMs: s.gap,
     stateKept: true,
-    note: `tick ${before} before, resumed at ${s.resumed}`,
+    note: `tick ${before.tick} before, resumed at ${s.resumed}`,
   };
   c.log(
     `  manual ${sizeMb} MiB: total ${Math.round(totalMs)} ms (curl ${Math.round(checkpointMs)}, copy ${Math.round(copyMs)}, from+add+config ${Math.round(buildMs)}, commit ${Math.round(commitMs)}, push ${Math.round(pushMs)}, pod Running ${Math.round(restoreMs)}, delete ${Math.round(deleteMs)}), image ${r.imageBytes ?? "-"} B; ${r.note}`,
