@@ -1,8 +1,8 @@
 // A minimal tar reader and writer. The reader walks headers with positional
 // reads and seeks over entry data, so validating a multi-gigabyte checkpoint
 // archive touches a few kilobytes instead of streaming every byte a second
-// time (the push already reads it once). The writer makes the ustar archives
-// the kubelet stand-in produces.
+// time (the push already reads it once). The writer makes ustar archives
+// (the tests' synthetic checkpoint archives, test/support/synthetic-archive.ts).
 import type { FileHandle } from "node:fs/promises";
 
 export const BLOCK = 512;

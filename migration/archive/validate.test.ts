@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeStandInArchive } from "../kubelet/standin-archive.ts";
+import { writeSyntheticArchive } from "../../test/support/synthetic-archive.ts";
 import { ArchiveError } from "./errors.ts";
 import { checkpointMetadataFromDumps } from "./metadata.ts";
 import { validateArchive } from "./validate.ts";
@@ -60,8 +60,8 @@ const CRIO_SPEC = JSON.stringify({
 });
 
 describe("validateArchive", () => {
-  it("accepts the stand-in's CRI-O archive and reads container, pod and base image", async () => {
-    const a = await writeStandInArchive(
+  it("accepts a synthetic CRI-O-layout archive and reads container, pod and base image", async () => {
+    const a = await writeSyntheticArchive(
       join(dir, "checkpoint-web-0_shop-app-2025-01-02T03:04:05Z.tar"),
       {
         namespace: "shop",
@@ -153,7 +153,7 @@ describe("validateArchive", () => {
   it("confines before it opens anything", async () => {
     const outside = await mkdtemp(join(tmpdir(), "edgeshift-outside-"));
     try {
-      const a = await writeStandInArchive(join(outside, "checkpoint-a_b-c-x.tar"), {
+      const a = await writeSyntheticArchive(join(outside, "checkpoint-a_b-c-x.tar"), {
         namespace: "b",
         pod: "a",
         container: "c",

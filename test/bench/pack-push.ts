@@ -16,7 +16,6 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { validateArchive } from "../../migration/archive/validate.ts";
-import { writeStandInArchive } from "../../migration/kubelet/standin-archive.ts";
 import type { Compression } from "../../migration/oci/image.ts";
 import { encodeLayer } from "../../migration/oci/layer.ts";
 import {
@@ -28,6 +27,7 @@ import {
 } from "../cluster/process.ts";
 import { compileEntry } from "../support/compiled-child.ts";
 import type { PushChildRequest, PushChildResponse } from "../support/push-child.ts";
+import { writeSyntheticArchive } from "../support/synthetic-archive.ts";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -209,7 +209,7 @@ export async function runPackPushBench(opts: PackPushOptions = {}): Promise<Pack
     for (const sizeMiB of sizes) {
       const ckptDir = join(dir, "checkpoints");
       await mkdir(ckptDir, { recursive: true });
-      const written = await writeStandInArchive(
+      const written = await writeSyntheticArchive(
         join(ckptDir, `checkpoint-bench-${sizeMiB}_bench-app-2025-01-01T00:00:00Z.tar`),
         {
           namespace: "bench",

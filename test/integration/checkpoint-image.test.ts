@@ -1,228 +1,45 @@
-// Checkpoint to image against the real control plane and the real registry:
-// the kubelet stand-in authenticates with TokenReview and authorises with
-// SubjectAccessReview (so the RBAC is real), and a 300 MB archive goes to the
-// real docker-registry (htpasswd basic auth) and is read back with skopeo.
+// A large checkpoint archive pushed to the real docker-registry (htpasswd basic
+// auth) and read back with skopeo. Only the registry is real here: the archive
+// is synthetic (test/support/synthetic-archive.ts, CRI-O's layout and generated
+// memory pages) because what is measured is the push's streaming, memory and
+// wire bytes, which depend on the archive's size and not on its content. The
+// real kubelet's archives and their push are tested in test/nodes/.
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
-import { request } from "node:https";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { createGunzip, createZstdDecompress } from "node:zlib";
-import { ApiException, RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { scanTar } from "../../migration/archive/tar.ts";
 import { type ArchiveInfo, validateArchive } from "../../migration/archive/validate.ts";
-import {
-  CheckpointError,
-  type CheckpointErrorReason,
-  checkpoint,
-} from "../../migration/kubelet/client.ts";
-import { type KubeletStandIn, startKubeletStandIn } from "../../migration/kubelet/standin.ts";
 import type { Compression } from "../../migration/oci/image.ts";
 import { RegistryCredentials } from "../../migration/registry/auth.ts";
 import { RegistryClient, RegistryError } from "../../migration/registry/client.ts";
 import { pushCheckpointImage } from "../../migration/registry/push.ts";
-import { waitUntil } from "../cluster/process.ts";
 import { type CompiledEntry, compileEntry } from "../support/compiled-child.ts";
 import { CountingProxy } from "../support/counting-proxy.ts";
-import { adminClients, type Clients, createNamespace, createPod } from "../support/objects.ts";
 import type { PushChildRequest, PushChildResponse } from "../support/push-child.ts";
+import { kubeletArchiveName, writeSyntheticArchive } from "../support/synthetic-archive.ts";
 
 const run = promisify(execFile);
-const NODE = "edge-standin-1";
 const suffix = randomBytes(3).toString("hex");
 const NS = `ckpt-it-${suffix}`;
-const ROLE = `edgeshift-it-checkpoint-${suffix}`;
 const ARCHIVE_MB = 300;
 
-let c: Clients;
-let rbac: RbacAuthorizationV1Api;
 let dir: string;
-let standin: KubeletStandIn;
-const tokens = { allowed: "", bystander: "" };
-
-async function saToken(name: string): Promise<string> {
-  await c.core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name } } });
-  const tr = await c.core.createNamespacedServiceAccountToken({
-    name,
-    namespace: NS,
-    body: { spec: { expirationSeconds: 3600, audiences: [] } },
-  });
-  return tr.status?.token ?? "";
-}
-
-const kubelet = (token: string, over: Partial<Parameters<typeof checkpoint>[1]> = {}) => ({
-  host: standin.host,
-  port: standin.port,
-  token,
-  ca: standin.caPem,
-  timeoutSeconds: 30,
-  ...over,
-});
-
-async function reasonOf(p: Promise<unknown>): Promise<CheckpointErrorReason> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof CheckpointError) return err.reason;
-    throw err;
-  }
-  throw new Error("expected the checkpoint call to fail");
-}
+let checkpointDir: string;
 
 beforeAll(async () => {
-  c = adminClients(inject("kubeconfig"));
-  rbac = c.kc.makeApiClient(RbacAuthorizationV1Api);
   dir = await mkdtemp(join(tmpdir(), "edgeshift-ckpt-it-"));
-  await createNamespace(c, NS);
-  await createPod(c, NS, "web-0", NODE);
-  tokens.allowed = await saToken("checkpointer");
-  tokens.bystander = await saToken("bystander");
-  // Exactly what the agent will hold: create on nodes/checkpoint, nothing else.
-  await rbac.createClusterRole({
-    body: {
-      metadata: { name: ROLE },
-      rules: [{ apiGroups: [""], resources: ["nodes/checkpoint"], verbs: ["create"] }],
-    },
-  });
-  await rbac.createClusterRoleBinding({
-    body: {
-      metadata: { name: ROLE },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: ROLE },
-      subjects: [{ kind: "ServiceAccount", name: "checkpointer", namespace: NS }],
-    },
-  });
-  standin = await startKubeletStandIn({
-    kubeconfig: inject("kubeconfig"),
-    nodeName: NODE,
-    checkpointDir: join(dir, "checkpoints"),
-    checkpointDataBytes: 1024 * 1024,
-  });
+  checkpointDir = join(dir, "checkpoints");
 });
 
 afterAll(async () => {
-  await standin?.close();
-  const ignore404 = (p: Promise<unknown>) =>
-    p.catch((err) => {
-      if (!(err instanceof ApiException && err.code === 404)) throw err;
-    });
-  await ignore404(rbac.deleteClusterRoleBinding({ name: ROLE }));
-  await ignore404(rbac.deleteClusterRole({ name: ROLE }));
-  // No kubelet confirms the pod's deletion: remove it at once, or the namespace never goes.
-  await ignore404(
-    c.core.deleteNamespacedPod({ name: "web-0", namespace: NS, gracePeriodSeconds: 0 }),
-  );
-  await ignore404(c.core.deleteNamespace({ name: NS }));
   await rm(dir, { recursive: true, force: true });
-});
-
-describe("kubelet stand-in with a real TokenReview and SubjectAccessReview", () => {
-  it("a ServiceAccount allowed to create nodes/checkpoint gets a CRI-O archive in the checkpoint directory", async () => {
-    // RBAC reaches the authorizer's cache shortly after the binding is created.
-    const archive = await waitUntil(
-      "the checkpointer's binding to take effect",
-      async () => {
-        try {
-          return await checkpoint(
-            { namespace: NS, pod: "web-0", container: "app" },
-            kubelet(tokens.allowed),
-          );
-        } catch (err) {
-          if (err instanceof CheckpointError && err.reason === "Forbidden") return undefined;
-          throw err;
-        }
-      },
-      { timeoutMs: 15_000, intervalMs: 250 },
-    );
-    expect(archive.startsWith(`${standin.checkpointDir}/checkpoint-web-0_${NS}-app-`)).toBe(true);
-    expect(archive).toMatch(/-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\.tar$/);
-    expect((await stat(archive)).mode & 0o777).toBe(0o600);
-    const info = await validateArchive(archive, { checkpointDir: standin.checkpointDir });
-    expect(info.metadata).toMatchObject({
-      containerName: "app",
-      podName: "web-0",
-      namespace: NS,
-      baseImage: "registry.local/workload:1",
-      engine: "CRI-O",
-    });
-  });
-
-  it("a ServiceAccount without that permission is Forbidden", async () => {
-    const target = { namespace: NS, pod: "web-0", container: "app" };
-    expect(await reasonOf(checkpoint(target, kubelet(tokens.bystander)))).toBe("Forbidden");
-  });
-
-  it("a token the API server does not know is Unauthorized", async () => {
-    const target = { namespace: NS, pod: "web-0", container: "app" };
-    expect(await reasonOf(checkpoint(target, kubelet("not-a-real-token")))).toBe("Unauthorized");
-    expect(await reasonOf(checkpoint(target, kubelet(`${tokens.allowed}x`)))).toBe("Unauthorized");
-  });
-
-  it("a runtime without CheckpointContainer (containerd 1.x) is RuntimeUnsupported", async () => {
-    standin.settings.notImplemented = true;
-    try {
-      const target = { namespace: NS, pod: "web-0", container: "app" };
-      expect(await reasonOf(checkpoint(target, kubelet(tokens.allowed)))).toBe(
-        "RuntimeUnsupported",
-      );
-    } finally {
-      standin.settings.notImplemented = false;
-    }
-  });
-
-  it("an unknown pod or container, or the feature gate off, is CheckpointNotEnabled (404)", async () => {
-    const k = kubelet(tokens.allowed);
-    expect(await reasonOf(checkpoint({ namespace: NS, pod: "nope", container: "app" }, k))).toBe(
-      "CheckpointNotEnabled",
-    );
-    expect(await reasonOf(checkpoint({ namespace: NS, pod: "web-0", container: "nope" }, k))).toBe(
-      "CheckpointNotEnabled",
-    );
-    standin.settings.checkpointEnabled = false;
-    try {
-      expect(await reasonOf(checkpoint({ namespace: NS, pod: "web-0", container: "app" }, k))).toBe(
-        "CheckpointNotEnabled",
-      );
-    } finally {
-      standin.settings.checkpointEnabled = true;
-    }
-  });
-
-  it("answers 404 to a timeout that does not parse, like the kubelet", async () => {
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = request({
-        host: standin.host,
-        port: standin.port,
-        method: "POST",
-        path: `/checkpoint/${NS}/web-0/app?timeout=soon`,
-        ca: standin.caPem,
-        headers: { authorization: `Bearer ${tokens.allowed}` },
-      });
-      req.on("response", (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on("error", reject);
-      req.end();
-    });
-    expect(status).toBe(404);
-  });
-
-  it("a checkpoint slower than the client's deadline is a Timeout", async () => {
-    standin.settings.delayMs = 3000;
-    try {
-      const target = { namespace: NS, pod: "web-0", container: "app" };
-      expect(
-        await reasonOf(checkpoint(target, kubelet(tokens.allowed, { requestTimeoutMs: 500 }))),
-      ).toBe("Timeout");
-    } finally {
-      standin.settings.delayMs = 0;
-    }
-  });
 });
 
 describe(`a ${ARCHIVE_MB} MB checkpoint pushed to the real registry`, () => {
@@ -249,7 +66,7 @@ describe(`a ${ARCHIVE_MB} MB checkpoint pushed to the real registry`, () => {
     const reg = registry();
     const req: PushChildRequest = {
       archivePath: archive.path,
-      checkpointDir: standin.checkpointDir,
+      checkpointDir,
       repository: `127.0.0.1:${proxy.port}/${repo}`,
       tag,
       compression,
@@ -295,14 +112,15 @@ describe(`a ${ARCHIVE_MB} MB checkpoint pushed to the real registry`, () => {
       { mode: 0o600 },
     );
     child = await compileEntry("test/support/push-child.ts");
-    // The whole node-local half: kubelet checkpoint -> confined, validated archive.
-    standin.settings.checkpointDataBytes = ARCHIVE_MB * 1000 * 1000;
-    const path = await checkpoint(
-      { namespace: NS, pod: "web-0", container: "app" },
-      kubelet(tokens.allowed),
-    );
-    standin.settings.checkpointDataBytes = 1024 * 1024;
-    archive = await validateArchive(path, { checkpointDir: standin.checkpointDir });
+    // An archive as the kubelet names and places it, confined and validated as the agent does.
+    const target = { namespace: NS, pod: "web-0", container: "app" };
+    const path = join(checkpointDir, kubeletArchiveName(target, new Date()));
+    await writeSyntheticArchive(path, {
+      ...target,
+      image: "registry.local/workload:1",
+      dataBytes: ARCHIVE_MB * 1000 * 1000,
+    });
+    archive = await validateArchive(path, { checkpointDir });
     archiveSha = `sha256:${(await run("sha256sum", [archive.path])).stdout.split(" ")[0]}`;
   }, 120_000);
 
