@@ -250,6 +250,31 @@ describe("edge agent on a real node", () => {
     expect(await manifestStatus(REPO(), "ag-crash-main")).toBe(200);
   });
 
+  it("recovers when killed while CRIU dumps: the kubelet cancels the call, one image, no archive left", async () => {
+    const agent = await agentPod(EDGE());
+    await checkpointing("ag-crash2", "ag-big");
+    await waitForCriu(EDGE());
+    // SIGKILL with the call open: the connection closes and the kubelet cancels
+    // its CRI call; containerd may still finish writing the archive.
+    await killContainer(agent, "agent");
+    await waitUntil(
+      "the agent restarted",
+      async () => {
+        const p = await agentPod(EDGE());
+        return restarts(p, "agent") > restarts(agent, "agent") ? p : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    const m = await decided("ag-crash2", "ImagePushed");
+    expect(cond(m, "ImagePushed")?.status, await agentLog()).toBe("True");
+    const adopted = (await agentLog()).includes("Adopted the archive of an interrupted checkpoint");
+    console.log(
+      `[measure] agent killed while CRIU ran: the restarted agent ${adopted ? "adopted the archive containerd finished after the cancel" : "found no archive and checkpointed again"}`,
+    );
+    expect(await manifestStatus(REPO(), "ag-crash2-main")).toBe(200);
+    expect(await archivesOn(EDGE(), NS(), "ag-big")).toEqual([]);
+  });
+
   it("fails with RegistryUnavailable when the registry is unreachable, and leaves no archive", async () => {
     await apply(busyboxPod(NS(), "ag-web2", EDGE(), "while true; do sleep 1; done"));
     await waitForPod(NS(), "ag-web2", "Ready", podReady);
