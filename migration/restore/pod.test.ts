@@ -346,7 +346,7 @@ describe("buildRestorePod (checkpoint policy)", () => {
     );
   });
 
-  it("swaps the migrated container's image for its checkpoint and always pulls it", () => {
+  it("swaps the migrated container's image for its checkpoint and always pulls one named by a tag", () => {
     const [app, logger] = p.spec?.containers ?? [];
     expect(app).toEqual({ ...src.spec?.containers[0], image: CKPT, imagePullPolicy: "Always" });
     expect(logger).toEqual(src.spec?.containers[1]);
@@ -464,6 +464,15 @@ describe("migratedContainers", () => {
     expect(migratedContainers(original(), migration({ containers: undefined }))).toEqual([
       "app",
       "logger",
+    ]);
+  });
+
+  it("pulls a checkpoint image named by digest only if the node lacks it, so a restarted container starts again after the registry dropped it", () => {
+    const digest = `registry.cloud/edgeshift/checkpoints@sha256:${"ab".repeat(32)}`;
+    const p = build({ images: { app: digest } });
+    expect(p.spec?.containers.map((c) => [c.image, c.imagePullPolicy])).toEqual([
+      [digest, "IfNotPresent"],
+      [original().spec?.containers[1]?.image, original().spec?.containers[1]?.imagePullPolicy],
     ]);
   });
 

@@ -267,6 +267,11 @@ export interface RestorePodInput {
   ownerSelector?: LabelSelector;
 }
 
+/** Whether an image reference names its image by digest (`…@sha256:<64 hex>`). */
+export function isDigestReference(image: string): boolean {
+  return /@sha256:[0-9a-f]{64}$/.test(image);
+}
+
 /** The containers a Migration moves: those it names, or every app container. */
 export function migratedContainers(pod: V1Pod, migration: Migration): string[] {
   const named = migration.spec.containers ?? [];
@@ -302,8 +307,12 @@ export function buildRestorePod(input: RestorePodInput): V1Pod {
       const image = input.images[c.name];
       if (!image) throw new Error(`No checkpoint image for container ${c.name}`);
       c.image = image;
-      // A checkpoint image under a reused tag must never come from a stale node cache.
-      c.imagePullPolicy = "Always";
+      // A digest names one image for good: the node's copy is the image. And the
+      // kubelet pulls again on every container restart under Always, while the
+      // checkpoint image leaves the registry once the migration is done, so a
+      // restored container that restarts would never start again. Only a tag,
+      // which may be reused, is pulled every time.
+      c.imagePullPolicy = isDigestReference(image) ? "IfNotPresent" : "Always";
     }
   }
 
