@@ -707,6 +707,7 @@ export async function runE2eBench(o: {
     ).stdout.match(/Version: (\S+)/)?.[1];
     const buildah = (await run("buildah", ["--version"])).stdout.match(/version (\S+)/)?.[1];
     const versions = { ...nc.versions, criu: criu ?? "?", buildah: buildah ?? "?" };
+    log(`cluster directory ${nc.dir}; KUBECONFIG=${nc.kubeconfig}`);
     log(
       `cluster up: Kubernetes ${versions.kubernetes}, containerd ${versions.containerd}, CRIU ${versions.criu}, buildah ${versions.buildah}`,
     );
