@@ -1,10 +1,10 @@
 // The kubelet client against a local HTTPS peer that answers the way the
-// kubelet does (the real TokenReview/SubjectAccessReview path is exercised
-// with the stand-in in test/integration/checkpoint-image.test.ts).
+// kubelet does (the real kubelet, with real TokenReview/SubjectAccessReview,
+// answers in test/nodes/kubelet-checkpoint.test.ts).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { makeServingCertificate, type ServingCertificate } from "./cert.ts";
+import { makeServingCertificate, type ServingCertificate } from "../../test/support/serving-cert.ts";
 import {
   CheckpointError,
   type CheckpointErrorReason,

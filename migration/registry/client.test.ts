@@ -10,9 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { writeSyntheticArchive } from "../../test/support/synthetic-archive.ts";
 import { type ArchiveInfo, validateArchive } from "../archive/validate.ts";
-import { makeServingCertificate, type ServingCertificate } from "../kubelet/cert.ts";
-import { writeStandInArchive } from "../kubelet/standin-archive.ts";
+import { makeServingCertificate, type ServingCertificate } from "../../test/support/serving-cert.ts";
 import { RegistryCredentials } from "./auth.ts";
 import { RegistryClient, RegistryError } from "./client.ts";
 import { pushCheckpointImage } from "./push.ts";
@@ -168,7 +168,7 @@ beforeAll(async () => {
   cert = await makeServingCertificate("registry-peer");
   peer = await startPeer();
   dir = await mkdtemp(join(tmpdir(), "edgeshift-regclient-"));
-  const a = await writeStandInArchive(
+  const a = await writeSyntheticArchive(
     join(dir, "checkpoint-web-0_shop-app-2025-01-01T00:00:00Z.tar"),
     {
       namespace: "shop",

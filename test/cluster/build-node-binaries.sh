@@ -4,7 +4,7 @@
 # (next to the control plane that build-binaries.sh builds), containerd with its
 # runc shim and ctr, CoreDNS, and our own pause (test/cluster/pause, keyed by
 # the hash of its source). It checks Debian's CNI plugins and gets runc and CRIU
-# from test/sim/install-criu.sh.
+# from test/cluster/install-criu.sh.
 #
 # Prints one key=absolute-path line per binary on stdout and nothing else there
 # (progress goes to stderr). Idempotent: a second run only checks and prints.
@@ -79,7 +79,7 @@ for p in bridge host-local loopback portmap; do
     exit 1
   fi
 done
-criu_dir="$(bash "$repo/test/sim/install-criu.sh" | tail -n 1)"
+criu_dir="$(bash "$repo/test/cluster/install-criu.sh" | tail -n 1)"
 runc="$(command -v runc || true)"
 if [ ! -x "$criu_dir/criu" ] || [ -z "$runc" ]; then
   log "install-criu.sh gave no criu in '$criu_dir' or no runc on PATH"

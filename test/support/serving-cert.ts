@@ -1,5 +1,5 @@
 // A throw-away CA and serving certificate for test peers that speak TLS
-// (the kubelet stand-ins, a registry peer), made with the openssl CLI.
+// (a kubelet peer for the checkpoint client, a registry peer), made with the openssl CLI.
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

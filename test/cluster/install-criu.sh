@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the simulated nodes need to checkpoint and restore real
-# containers: bookworm's runc (system package) and Debian trixie's CRIU 4.1.1.
+# Installs what the real nodes need to checkpoint and restore containers:
+# bookworm's runc (system package) and Debian trixie's CRIU 4.1.1.
 #
 # Why trixie's CRIU: bookworm's criu 3.17.1 fails on this kernel ("Unexpected rt
 # vDSO area bounds"); 4.1.1 works but needs trixie's libc and libraries. So the
