@@ -1,29 +1,29 @@
 #!/usr/bin/env bash
 # Installs what the real nodes need to checkpoint and restore containers:
-# bookworm's runc (system package) and Debian trixie's CRIU 4.1.1.
+# bookworm's runc (system package) and Debian sid's CRIU 4.2 (see below).
 #
-# Why trixie's CRIU: bookworm's criu 3.17.1 fails on this kernel ("Unexpected rt
-# vDSO area bounds"); 4.1.1 works but needs trixie's libc and libraries. So the
-# trixie packages are fetched with `apt-get download` through a private sources
-# list and lists directory (the system stays bookworm), extracted with `dpkg -x`
-# into one folder of the cache, and run through trixie's own dynamic loader by a
-# wrapper named `criu`. runc finds that wrapper first on PATH.
+# Why Debian sid's CRIU: bookworm's criu 3.17.1 fails on this kernel ("Unexpected
+# rt vDSO area bounds"); trixie's 4.1.1 dumps processes without sockets but, on
+# Linux >= 6.16, no process holding an inet socket ("sockets: Can't get 1:16 opt:
+# Operation not supported": 6.16 restricted SO_PASSCRED/SO_PASSSEC to unix and
+# netlink sockets, CRIU 4.2 stopped asking for them elsewhere). So criu >= 4.2
+# and its libraries (the whole Depends closure, newer than bookworm's libc) are
+# fetched from sid with `apt-get download` through a private sources list and
+# lists directory (the system stays bookworm), extracted with `dpkg -x` into one
+# folder of the cache, and run through their own dynamic loader by a wrapper
+# named `criu`. runc finds that wrapper first on PATH.
 #
 # Idempotent: a second run only re-checks. Prints the folder holding `criu`.
 # Env: EDGESHIFT_CACHE (default ~/.cache/edgeshift).
 set -euo pipefail
 
-version=4.1.1
+version=4.2
+suite=sid
 cache="${EDGESHIFT_CACHE:-$HOME/.cache/edgeshift}"
 dir="$cache/criu-$version"
 root="$dir/root"
 bin="$dir/bin"
 lib="$root/usr/lib/x86_64-linux-gnu"
-pkgs=(criu libcompel1 libc6 libgnutls30t64 libnettle8t64 libhogweed6t64 libidn2-0
-  libp11-kit0 libtasn1-6 libunistring5 libgmp10 libnftables1 libjansson4 libmnl0
-  libnftnl11 libxtables12 libedit2 libnl-3-200 libprotobuf-c1 libnet1 libbsd0
-  libmd0 libuuid1 libffi8 libbpf1 libelf1t64 zlib1g libzstd1 libtinfo6)
-
 log() { echo "install-criu: $*" >&2; }
 
 if [ "$(uname -m)" != x86_64 ]; then
@@ -43,13 +43,12 @@ if ! command -v nsenter >/dev/null 2>&1; then
 fi
 
 if [ ! -f "$dir/.complete" ]; then
-  log "fetching Debian trixie criu $version into $dir"
+  log "fetching Debian $suite criu $version.x and its libraries into $dir"
   rm -rf "$dir"
   apt_dir="$dir/apt"
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$root" "$bin"
   cat >"$apt_dir/sources.list" <<'EOF'
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
 EOF
   # Every path apt reads or writes for this download points into the cache, so
   # the system's own sources, lists and pins are neither read nor touched.
@@ -71,13 +70,19 @@ EOF
   apt-get "${apt_opts[@]}" update -qq
   got="$(apt-cache "${apt_opts[@]}" show --no-all-versions criu | sed -n 's/^Version: //p')"
   case "$got" in
-  "$version"-*) ;;
+  "$version".*) ;;
   *)
-    log "trixie offers criu '$got', expected $version-*"
+    log "$suite offers criu '$got', expected $version.x"
     exit 1
     ;;
   esac
+  # criu and everything it Depends on (or PreDepends), recursively: the libraries
+  # the loader needs, at sid's versions.
+  mapfile -t pkgs < <(apt-cache "${apt_opts[@]}" depends --recurse --no-recommends \
+    --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances criu |
+    grep -v '^ ' | grep -v '^<' | sort -u)
   (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "${pkgs[@]}" >/dev/null)
+  echo "$got" >"$dir/version"
   for deb in "$apt_dir/debs"/*.deb; do dpkg -x "$deb" "$root"; done
   rm -rf "$apt_dir/lists" "$apt_dir/cache"
   touch "$dir/.complete"
@@ -86,7 +91,7 @@ fi
 # The wrapper is rewritten every time: cheap, and it follows a moved cache.
 cat >"$bin/criu.tmp" <<EOF
 #!/bin/sh
-# Trixie's criu $version with trixie's libraries, through trixie's loader.
+# Debian $suite's criu $(cat "$dir/version" 2>/dev/null) with its libraries, through their loader.
 exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$root/usr/sbin/criu" "\$@"
 EOF
 chmod 755 "$bin/criu.tmp"
