@@ -4,7 +4,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { makeServingCertificate, type ServingCertificate } from "../../test/support/serving-cert.ts";
+import {
+  makeServingCertificate,
+  type ServingCertificate,
+} from "../../test/support/serving-cert.ts";
 import {
   CheckpointError,
   type CheckpointErrorReason,

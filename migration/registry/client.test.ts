@@ -10,9 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  makeServingCertificate,
+  type ServingCertificate,
+} from "../../test/support/serving-cert.ts";
 import { writeSyntheticArchive } from "../../test/support/synthetic-archive.ts";
 import { type ArchiveInfo, validateArchive } from "../archive/validate.ts";
-import { makeServingCertificate, type ServingCertificate } from "../../test/support/serving-cert.ts";
 import { RegistryCredentials } from "./auth.ts";
 import { RegistryClient, RegistryError } from "./client.ts";
 import { pushCheckpointImage } from "./push.ts";

@@ -1,6 +1,7 @@
 import type {
   CoreV1Api,
   CustomObjectsApi,
+  V1ContainerStatus,
   V1PersistentVolume,
   V1PersistentVolumeClaim,
   V1Pod,
@@ -82,8 +83,16 @@ function podReady(p: V1Pod | undefined): boolean {
   return p?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
+/** What the container's last run ended with: the runtime's reason and message (a failed CRIU restore is there). */
+function lastEnd(s: V1ContainerStatus): string {
+  const t = s.lastState?.terminated;
+  if (!t) return "";
+  const what = [t.reason, t.message?.replace(/\s+/g, " ").trim()].filter(Boolean).join(": ");
+  return `; last run exited ${t.exitCode}${what ? ` (${what})` : ""}`;
+}
+
 /** Why a restored pod can never start, as the kubelet reports it; undefined while it may. */
-function podBroken(p: V1Pod): string | undefined {
+export function podBroken(p: V1Pod): string | undefined {
   if (p.status?.phase === "Failed")
     return p.status.message || p.status.reason || "the restored pod failed";
   for (const s of p.status?.containerStatuses ?? []) {
@@ -98,11 +107,13 @@ function podBroken(p: V1Pod): string | undefined {
         "CrashLoopBackOff",
       ].includes(w.reason ?? "")
     ) {
-      return `${s.name}: ${w.reason}${w.message ? `: ${w.message}` : ""}`;
+      return `${s.name}: ${w.reason}${w.message ? `: ${w.message}` : ""}${w.reason === "CrashLoopBackOff" ? lastEnd(s) : ""}`;
     }
     const t = s.state?.terminated;
-    if (t && t.exitCode !== 0)
-      return `${s.name} exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ""}`;
+    if (t && t.exitCode !== 0) {
+      const what = [t.reason, t.message?.replace(/\s+/g, " ").trim()].filter(Boolean).join(": ");
+      return `${s.name} exited ${t.exitCode}${what ? ` (${what})` : ""}`;
+    }
   }
   return undefined;
 }

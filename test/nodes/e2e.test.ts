@@ -21,6 +21,14 @@ import {
   podsOf,
   sampler,
 } from "./moves.ts";
+import {
+  agentPod,
+  archivesOn,
+  containerId,
+  freezeContainer,
+  node,
+  waitForCriu,
+} from "./node-control.ts";
 import { apply, busyboxPod, clients, cluster, podReady, waitForPod } from "./support.ts";
 
 // A random token drawn at start and a counter, both only in the shell's memory.
@@ -291,7 +299,96 @@ describe("end to end on real nodes", () => {
       { timeoutMs: 30_000, intervalMs: 250 },
     );
   });
+
+  it("fails the Migration when CRIU refuses a damaged checkpoint, leaving the original running and advancing", async () => {
+    const ns = NS();
+    const { edge } = nodesByRole();
+    current = { id: "damaged", migrations: ["damaged"] };
+    // A counter holding 200 MB, so that the kubelet's checkpoint call lasts long
+    // enough to freeze the agent inside it.
+    const hog = pod(
+      "damaged",
+      "damaged",
+      edge,
+      `awk 'BEGIN { s = sprintf("%200000000s", ""); srand(); t = int(rand() * 1e9); while (1) { i++; print "tick " t " " i; fflush(); system("sleep 0.2") } }'`,
+    ) as unknown as { spec: { containers: { resources: unknown }[] } };
+    const [c] = hog.spec.containers;
+    if (c) c.resources = { requests: { cpu: "10m", memory: "232Mi" }, limits: { memory: "464Mi" } };
+    await apply(hog);
+    await waitForPod(ns, "damaged", "Ready", podReady);
+    await waitUntil("damaged to tick", () => lastTick("damaged"), {
+      timeoutMs: 60_000,
+      intervalMs: 250,
+    });
+    const uid = (await clients().core.readNamespacedPod({ namespace: ns, name: "damaged" }))
+      .metadata?.uid;
+    const agent = await agentPod(edge);
+    const agentId = containerId(agent, "agent");
+    await createMigration(ns, "damaged", { podName: "damaged", fallbackToRestart: false });
+    // CRIU dumps: the agent waits inside the kubelet's call. Frozen, it cannot
+    // read the archive until the test has damaged it the way a bad disk or a
+    // tampered node would: CRIU's inventory overwritten, the tar still whole.
+    await waitForCriu(edge);
+    await freezeContainer(agentId, true);
+    try {
+      const archive = await waitUntil(
+        "the kubelet's archive",
+        async () => (await archivesOn(edge, ns, "damaged"))[0],
+        { timeoutMs: 60_000, intervalMs: 50 },
+      );
+      await overwriteMember(join(node(edge).checkpointDir, archive), "checkpoint/inventory.img");
+    } finally {
+      await freezeContainer(agentId, false);
+    }
+    const m = await awaitMigration(ns, "damaged");
+    console.log(`[measure] damaged checkpoint: ${m.status?.failureReason}: ${m.status?.message}`);
+    expect(m.status?.phase).toBe("Failed");
+    expect(m.status?.failureReason).toBe("RestoreFailed");
+    // containerd creates the container; CRIU's restore fails when it starts, and
+    // the kubelet's back-off follows: the message carries the runtime's reason.
+    expect(m.status?.message).toMatch(
+      /CrashLoopBackOff.*; last run exited \d+ \(StartError: .*restore failed: criu failed/,
+    );
+    // The original still runs on edge-1, the same pod, and goes on; no restored pod is left.
+    const orig = await clients().core.readNamespacedPod({ namespace: ns, name: "damaged" });
+    expect(orig.metadata?.uid).toBe(uid);
+    expect(orig.spec?.nodeName).toBe(edge);
+    expect(orig.status?.phase).toBe("Running");
+    await advances("damaged");
+    await waitUntil(
+      "no pod of the test but the original",
+      async () => {
+        const names = (await podsOf(ns, "test=damaged")).map((p) => p.metadata?.name);
+        return names.length === 1 && names[0] === "damaged" ? true : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+  });
 });
+
+/** Overwrites one member's content in a tar archive with 0xff bytes, in place: same size, same headers. */
+async function overwriteMember(path: string, member: string): Promise<void> {
+  const fh = await open(path, "r+");
+  try {
+    const header = Buffer.alloc(512);
+    for (let pos = 0; ; ) {
+      const { bytesRead } = await fh.read(header, 0, 512, pos);
+      if (bytesRead < 512 || header[0] === 0) throw new Error(`${path} has no ${member}`);
+      const field = (a: number, b: number) =>
+        header.subarray(a, b).toString("latin1").replace(/\0.*$/s, "");
+      const prefix = field(345, 500);
+      const name = (prefix ? `${prefix}/` : "") + field(0, 100);
+      const size = Number.parseInt(field(124, 136).trim() || "0", 8);
+      if (name.replace(/^\.\//, "") === member) {
+        await fh.write(Buffer.alloc(size, 0xff), 0, size, pos + 512);
+        return;
+      }
+      pos += 512 + Math.ceil(size / 512) * 512;
+    }
+  } finally {
+    await fh.close();
+  }
+}
 
 /** The registry's file holding the (largest) layer of a checkpoint image `repo@sha256:…`. */
 async function layerBlob(image: string): Promise<string> {
