@@ -13,7 +13,18 @@ const SYSTEM = "edgeshift-system";
 describe("install bundle on real nodes", () => {
   it("runs every edgeshift pod Ready: two operators, NATS and an agent on each edge node", async () => {
     const { core } = clients();
-    const pods = (await core.listNamespacedPod({ namespace: SYSTEM })).items;
+    // Every pod Ready, waited for: a test before this one (in any order) may have
+    // killed an operator replica, which its kubelet then restarts.
+    const pods = await waitUntil(
+      "every edgeshift pod Ready",
+      async () => {
+        const all = (await core.listNamespacedPod({ namespace: SYSTEM })).items.filter(
+          (p) => !p.metadata?.deletionTimestamp,
+        );
+        return all.length > 0 && all.every((p) => podReady(p)) ? all : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
     const byName = (n: string) =>
       pods.filter((p) => p.metadata?.labels?.["app.kubernetes.io/name"] === n);
     expect(byName("edgeshift-operator")).toHaveLength(2);
