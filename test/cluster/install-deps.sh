@@ -8,10 +8,10 @@
 # machine; build-binaries.sh and build-node-binaries.sh use it with the Go
 # module proxy.
 set -euo pipefail
-pkgs=(nats-server docker-registry apache2-utils skopeo openssl util-linux ca-certificates
+pkgs=(nats-server docker-registry apache2-utils skopeo openssl util-linux ca-certificates curl
   iptables conntrack containernetworking-plugins busybox-static buildah socat iproute2)
-# `--bench` is still accepted and adds nothing now: buildah (what `npm run bench`
-# compares against) is always installed.
+# `--bench` is still accepted and adds nothing now: buildah and curl (what `npm run bench`
+# compares against) are always installed.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,7 @@ import {
 import { mergePatch } from "../../operator/kube/patch.ts";
 import { SYSTEM_NAMESPACE } from "../cluster/bundle.ts";
 import { waitUntil } from "../cluster/process.ts";
+import { getMigration } from "./moves.ts";
 import {
   agentPod,
   archivesOn,
@@ -64,14 +65,7 @@ async function checkpointing(name: string, pod: string): Promise<void> {
   );
 }
 
-const get = async (name: string) =>
-  (await clients().custom.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: MIGRATION_PLURAL,
-    namespace: NS(),
-    name,
-  })) as Migration;
+const get = (name: string) => getMigration(NS(), name);
 const cond = (m: Migration, type: string) => m.status?.conditions?.find((x) => x.type === type);
 
 async function decided(name: string, type: string): Promise<Migration> {

@@ -15,6 +15,7 @@ import {
   VERSION,
 } from "../../operator/api/v1alpha1.ts";
 import { waitUntil } from "../cluster/process.ts";
+import { createMigration, getMigration } from "./moves.ts";
 import {
   agentPod,
   archivesOn,
@@ -40,23 +41,10 @@ const RESTORED = (m: string) => `edgeshift.dev/migration=${m},!edgeshift.dev/pre
 
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done';
 
-const get = async (name: string) =>
-  (await clients().custom.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: MIGRATION_PLURAL,
-    namespace: NS(),
-    name,
-  })) as Migration;
+const get = (name: string) => getMigration(NS(), name);
 
 async function create(name: string, spec: MigrationSpec): Promise<void> {
-  await clients().custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: MIGRATION_PLURAL,
-    namespace: NS(),
-    body: { apiVersion: `${GROUP}/${VERSION}`, kind: "Migration", metadata: { name }, spec },
-  });
+  await createMigration(NS(), name, spec);
   made.push(name);
 }
 

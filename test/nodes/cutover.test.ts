@@ -10,6 +10,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CoordinationV1Api, type V1Pod, Watch } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
+import { migrationFinished } from "../../operator/api/status.ts";
 import {
   GROUP,
   MIGRATION_PLURAL,
@@ -18,6 +19,7 @@ import {
   VERSION,
 } from "../../operator/api/v1alpha1.ts";
 import { waitUntil } from "../cluster/process.ts";
+import * as moves from "./moves.ts";
 import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
 const SYSTEM = "edgeshift-system";
@@ -31,43 +33,11 @@ const cloud = () => cluster().nodes[1]?.name ?? "";
 
 // --- helpers ------------------------------------------------------------------------
 
-async function getMigration(name: string): Promise<Migration> {
-  return (await clients().custom.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: MIGRATION_PLURAL,
-    namespace: ns(),
-    name,
-  })) as Migration;
-}
-
-async function createMigration(name: string, spec: MigrationSpec): Promise<void> {
-  await clients().custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: MIGRATION_PLURAL,
-    namespace: ns(),
-    body: {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: "Migration",
-      metadata: { name, labels: { test: "cutover" } },
-      spec,
-    },
-  });
-}
-
-const finished = (m: Migration) => m.status?.phase === "Succeeded" || m.status?.phase === "Failed";
-
-function awaitMigration(name: string, timeoutMs = 150_000): Promise<Migration> {
-  return waitUntil(
-    `Migration ${name} to finish`,
-    async () => {
-      const m = await getMigration(name);
-      return finished(m) ? m : undefined;
-    },
-    { timeoutMs, intervalMs: 100 },
-  );
-}
+const getMigration = (name: string) => moves.getMigration(ns(), name);
+const createMigration = (name: string, spec: MigrationSpec) =>
+  moves.createMigration(ns(), name, spec, { test: "cutover" });
+const awaitMigration = (name: string, timeoutMs?: number) =>
+  moves.awaitMigration(ns(), name, timeoutMs);
 
 async function migrate(name: string, spec: MigrationSpec, timeoutMs?: number): Promise<Migration> {
   await createMigration(name, spec);
@@ -571,7 +541,7 @@ describe("cutover on real nodes", () => {
       "the restored pod running, not Ready, on cloud-1",
       async () => {
         const m = await getMigration("cut-stuck");
-        if (finished(m)) return m;
+        if (migrationFinished(m)) return m;
         const name = m.status?.restoredPod;
         const p = name
           ? await clients()

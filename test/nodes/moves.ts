@@ -3,6 +3,7 @@
 // workload's progress while it moves, and per-test cleanup that waits until
 // everything is gone.
 import type { V1Pod } from "@kubernetes/client-node";
+import { migrationFinished } from "../../operator/api/status.ts";
 import {
   GROUP,
   MIGRATION_PLURAL,
@@ -43,17 +44,21 @@ export async function createMigration(
   namespace: string,
   name: string,
   spec: MigrationSpec,
+  labels?: Record<string, string>,
 ): Promise<void> {
   await clients().custom.createNamespacedCustomObject({
     group: GROUP,
     version: VERSION,
     plural: MIGRATION_PLURAL,
     namespace,
-    body: { apiVersion: `${GROUP}/${VERSION}`, kind: "Migration", metadata: { name }, spec },
+    body: {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: "Migration",
+      metadata: { name, ...(labels ? { labels } : {}) },
+      spec,
+    },
   });
 }
-
-const finished = (m: Migration) => m.status?.phase === "Succeeded" || m.status?.phase === "Failed";
 
 /** Waits until the Migration has Succeeded or Failed and returns it. */
 export function awaitMigration(
@@ -65,7 +70,7 @@ export function awaitMigration(
     `Migration ${namespace}/${name} to finish`,
     async () => {
       const m = await getMigration(namespace, name);
-      return finished(m) ? m : undefined;
+      return migrationFinished(m) ? m : undefined;
     },
     { timeoutMs, intervalMs: 100 },
   );
