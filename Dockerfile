@@ -8,13 +8,11 @@
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-# No install scripts: TypeScript ships its compiler per platform as an optional
-# dependency and needs none; the `node` dev dependency (Node 24 for hosts whose
-# own Node is older) is skipped this way, and the base image's Node 24 compiles.
-# `npm install` against the committed lock rather than `npm ci`: the lock is written
-# by a registry mirror that omits other platforms' optional packages (biome's), and
-# `npm ci` refuses a lock without them. Versions still come from the lock.
-RUN npm install --ignore-scripts --no-audit --no-fund
+# Exactly the committed lock (`npm ci`). No install scripts: TypeScript ships its
+# compiler per platform as an optional dependency and needs none; the `node` dev
+# dependency (Node 24 for hosts whose own Node is older) is skipped this way, and
+# the base image's Node 24 compiles.
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY operator ./operator
 COPY sidecar ./sidecar
@@ -31,7 +29,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 # package.json also carries "type": "module", which the compiled files need.
 COPY package.json package-lock.json ./
-RUN npm install --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist ./dist
 COPY --chmod=0755 docker/edgeshift.sh /usr/local/bin/edgeshift
 # Nothing is written at run time, so a read-only root filesystem works. Numeric

@@ -7,7 +7,7 @@ set -eu
 app="${EDGESHIFT_HOME:-/app}"
 
 usage() {
-  echo "usage: edgeshift operator|sidecar|agent [args...]" >&2
+  echo "usage: edgeshift operator|sidecar|agent|image-cleanup [args...]" >&2
 }
 
 if [ "$#" -eq 0 ]; then
@@ -31,6 +31,11 @@ case "$program" in
     # agent runs a minor GC every few MiB (migration/oci/layer.ts), which keeps
     # its peak memory flat during a push.
     exec node --enable-source-maps --expose-gc "$app/dist/migration/agent/main.js" "$@"
+    ;;
+  image-cleanup)
+    # One-off: the operator runs it when an edge agent cannot remove a
+    # migration's checkpoint images (migration/agent/image-cleanup.ts).
+    exec node --enable-source-maps "$app/dist/migration/agent/image-cleanup-main.js" "$@"
     ;;
   -h | --help | help)
     usage

@@ -23,7 +23,13 @@ export interface OperatorConfig {
   shutdownTimeoutMs: number;
   workers: number;
   restoreTimeoutMs: number;
+  /** How long the owner may take to settle to one copy at cutover (operator/migration/controller.ts). */
+  cutoverTimeoutMs: number;
   checkpointTimeoutMs: number;
+  /** Finished Migrations kept per namespace whatever their age (operator/migration/history.ts). */
+  migrationHistoryLimit: number;
+  /** Beyond those, finished Migrations are deleted this long after they finished. */
+  migrationTtlMs: number;
 }
 
 export class ConfigError extends Error {
@@ -131,7 +137,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): OperatorConfig {
   const shutdownTimeoutMs = dur("EDGESHIFT_SHUTDOWN_TIMEOUT", "10s");
   const workers = int("EDGESHIFT_WORKERS", 4, 1, 64);
   const restoreTimeoutMs = dur("EDGESHIFT_RESTORE_TIMEOUT", "120s");
+  const cutoverTimeoutMs = dur("EDGESHIFT_CUTOVER_TIMEOUT", "30s");
   const checkpointTimeoutMs = dur("EDGESHIFT_CHECKPOINT_TIMEOUT", "300s");
+  const migrationHistoryLimit = int("EDGESHIFT_MIGRATION_HISTORY_LIMIT", 10, 0, 10_000);
+  const migrationTtlMs = dur("EDGESHIFT_MIGRATION_TTL", "24h");
 
   if (problems.length) throw new ConfigError(problems);
   return {
@@ -153,6 +162,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): OperatorConfig {
     shutdownTimeoutMs,
     workers,
     restoreTimeoutMs,
+    cutoverTimeoutMs,
     checkpointTimeoutMs,
+    migrationHistoryLimit,
+    migrationTtlMs,
   };
 }

@@ -8,6 +8,7 @@ import {
   CustomObjectsApi,
   EventsV1Api,
   KubeConfig,
+  RbacAuthorizationV1Api,
 } from "@kubernetes/client-node";
 import { connect } from "nats";
 import { pino } from "pino";
@@ -79,6 +80,7 @@ const edgeNodes = new EdgeNodeController({
   core,
   custom,
   apps: kc.makeApiClient(AppsV1Api),
+  rbac: kc.makeApiClient(RbacAuthorizationV1Api),
   agentImage: config.monitorImage,
   recorder,
   log,
@@ -113,6 +115,7 @@ const decisions = new DecisionController({
   signingKey: config.signingKey,
   log,
   informerMetrics: informers,
+  history: { keep: config.migrationHistoryLimit, ttlMs: config.migrationTtlMs },
 });
 
 const migrations = new MigrationController({
@@ -123,8 +126,11 @@ const migrations = new MigrationController({
   recorder,
   registry,
   log,
+  operatorNamespace: config.namespace,
   workers: config.workers,
   restoreTimeoutMs: config.restoreTimeoutMs,
+  cutoverTimeoutMs: config.cutoverTimeoutMs,
+  cleanupImage: config.monitorImage,
   checkpointTimeoutMs: config.checkpointTimeoutMs,
   queueMetrics: workQueueMetrics,
 });

@@ -66,29 +66,36 @@ async function main(argv: string[]): Promise<number> {
         err(`Error: pod "${cmd.pod}" not found in namespace ${namespace}`);
         return 1;
       }
-      const wanted = buildMigration(pod, cmd);
-      const name = wanted.metadata.name ?? "";
+      // One migration per pod at a time: an unfinished one (by hand or automatic) is followed.
+      const all = await api.migrations(namespace);
+      const running = all.find((m) => m.spec.podName === cmd.pod && !outcome(m));
+      const wanted = buildMigration(
+        pod,
+        cmd,
+        all.map((m) => m.metadata.name ?? ""),
+      );
+      const name = running?.metadata.name ?? wanted.metadata.name ?? "";
       const ref = `${namespace}/${name}`;
       const started = Date.now();
-      try {
-        await api.createMigration(wanted);
-        out(
-          `Created migration ${ref} for pod ${cmd.pod} on ${pod.spec?.nodeName ?? "an unscheduled node"} ` +
-            `(policy: ${cmd.policy ?? "the EdgeNode's"}, target: ${cmd.to ?? "any cloud node"})`,
-        );
-      } catch (e) {
-        if (!(e instanceof Error && "code" in e && e.code === 409)) throw e;
-        // One migration per pod at a time: the name is the one the decision engine uses too.
-        const existing = await api.migration(namespace, name);
-        const done = existing && outcome(existing);
-        if (!existing || done) {
-          err(
-            `Error: migration ${ref} of this pod already exists${done ? ` and ${done === "Succeeded" ? "succeeded" : `failed (${existing?.status?.failureReason ?? "?"})`}` : ""}.\n` +
-              `To migrate again, delete it first: kubectl delete migration ${name} -n ${namespace}`,
-          );
-          return 1;
-        }
+      if (running) {
         out(`Migration ${ref} of this pod is already running; following it`);
+      } else {
+        try {
+          await api.createMigration(wanted);
+          out(
+            `Created migration ${ref} for pod ${cmd.pod} on ${pod.spec?.nodeName ?? "an unscheduled node"} ` +
+              `(policy: ${cmd.policy ?? "the EdgeNode's"}, target: ${cmd.to ?? "any cloud node"})`,
+          );
+        } catch (e) {
+          if (!(e instanceof Error && "code" in e && e.code === 409)) throw e;
+          // The decision engine (or another user) created this attempt a moment ago.
+          const existing = await api.migration(namespace, name);
+          if (!existing || outcome(existing)) {
+            err(`Error: migration ${ref} was created meanwhile and has ended; run this again`);
+            return 1;
+          }
+          out(`Migration ${ref} of this pod is already running; following it`);
+        }
       }
       if (!cmd.follow) {
         out(`Follow it with: kubectl edgeshift describe ${name} -n ${namespace}`);

@@ -9,23 +9,25 @@ import {
   type MigrationPhase,
   type RestorePolicy,
 } from "../operator/api/v1alpha1.ts";
-import { migrationName } from "../operator/decision/engine.ts";
+import { nextMigrationName } from "../operator/decision/engine.ts";
 import { formatBytes, formatDuration, renderTimeline } from "./format.ts";
 
 /**
- * The same name the decision engine would give a Migration of this pod, so a
- * hand-made and an automatic migration of one pod can never run side by side.
+ * The name the decision engine would give this pod's next attempt (one past the
+ * attempts in `existing`, the names of the namespace's Migrations), so a hand-made
+ * and an automatic attempt of one pod collide instead of running side by side.
  */
 export function buildMigration(
   pod: V1Pod,
   opts: { to?: string; policy?: RestorePolicy },
+  existing: Iterable<string> = [],
 ): Migration {
   const name = pod.metadata?.name ?? "";
   return {
     apiVersion: API_VERSION,
     kind: MIGRATION_KIND,
     metadata: {
-      name: migrationName(name, pod.metadata?.uid ?? ""),
+      name: nextMigrationName(name, pod.metadata?.uid ?? "", existing),
       namespace: pod.metadata?.namespace,
       labels: { "app.kubernetes.io/managed-by": "kubectl-edgeshift" },
     },

@@ -1,3 +1,4 @@
+import type { KubeletTLSMode } from "../kubelet/client.ts";
 import type { Compression } from "../oci/image.ts";
 
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -7,8 +8,10 @@ export interface AgentConfig {
   edgeNode: string;
   kubeletHost: string;
   kubeletPort: number;
-  /** CA of the kubelet's serving certificate. */
+  /** CA of the kubelet's serving certificate (ClusterCA, CABundle). */
   kubeletCaFile: string;
+  /** ClusterCA (default), CABundle, or NodeSelfSigned (pinned on first connect). */
+  kubeletTlsMode: KubeletTLSMode;
   /** Re-read on every call: projected tokens rotate. */
   tokenFile: string;
   checkpointDir: string;
@@ -69,12 +72,19 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
   if (insecure !== "true" && insecure !== "false") {
     problems.push(`EDGESHIFT_REGISTRY_INSECURE must be "true" or "false", got "${insecure}"`);
   }
+  const tlsMode = str("EDGESHIFT_KUBELET_TLS_MODE", "ClusterCA");
+  if (!["ClusterCA", "CABundle", "NodeSelfSigned"].includes(tlsMode)) {
+    problems.push(
+      `EDGESHIFT_KUBELET_TLS_MODE must be ClusterCA, CABundle or NodeSelfSigned, got "${tlsMode}"`,
+    );
+  }
   const cfg: AgentConfig = {
     node: str("EDGESHIFT_NODE_NAME"),
     edgeNode: str("EDGESHIFT_EDGENODE"),
     kubeletHost: str("EDGESHIFT_KUBELET_HOST"),
     kubeletPort: int("EDGESHIFT_KUBELET_PORT", 10250, 1, 65535),
     kubeletCaFile: str("EDGESHIFT_KUBELET_CA_FILE", `${SA_DIR}/ca.crt`),
+    kubeletTlsMode: tlsMode as KubeletTLSMode,
     tokenFile: str("EDGESHIFT_TOKEN_FILE", `${SA_DIR}/token`),
     checkpointDir: str("EDGESHIFT_CHECKPOINT_DIR", "/var/lib/kubelet/checkpoints"),
     checkpointTimeoutSeconds: int("EDGESHIFT_CHECKPOINT_TIMEOUT_SECONDS", 60, 1, 600),

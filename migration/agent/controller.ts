@@ -1,5 +1,4 @@
-import { access, readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { access, readFile } from "node:fs/promises";
 import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
@@ -17,19 +16,25 @@ import {
 } from "../../operator/api/v1alpha1.ts";
 import { getCondition, setCondition } from "../../operator/kube/conditions.ts";
 import { type InformerMetrics, SupervisedInformer } from "../../operator/kube/informer.ts";
-import { writeMigrationStatus } from "../../operator/kube/migration-status.ts";
-import { isConflict, isNotFound, mergePatch } from "../../operator/kube/patch.ts";
+import {
+  setMigrationFinalizers,
+  writeMigrationStatus,
+} from "../../operator/kube/migration-status.ts";
+import { isConflict, isNotFound } from "../../operator/kube/patch.ts";
 import { RequeueError, WorkQueue } from "../../operator/kube/workqueue.ts";
 import { ArchiveError } from "../archive/errors.ts";
 import { deleteArchive } from "../archive/gc.ts";
-import { validateArchive } from "../archive/validate.ts";
-import { CheckpointError, checkpoint } from "../kubelet/client.ts";
-import { MediaType } from "../oci/image.ts";
+import { type ArchiveOwner, matchArchive } from "../archive/match.ts";
+import { recordCheckpointRequest } from "../archive/requests.ts";
+import { type ArchiveInfo, validateArchive } from "../archive/validate.ts";
+import { CheckpointError, checkpoint, type KubeletPin } from "../kubelet/client.ts";
 import { tagForMigration } from "../oci/tag.ts";
 import type { RegistryCredentials } from "../registry/auth.ts";
+import { deleteCheckpointImages, IMAGE_FINALIZER } from "../registry/cleanup.ts";
 import { RegistryClient, RegistryError } from "../registry/client.ts";
 import { pushCheckpointImage } from "../registry/push.ts";
 import { parseRepository } from "../registry/reference.ts";
+import { findAdoptableArchive } from "./adopt.ts";
 import type { AgentConfig } from "./config.ts";
 
 /** A step failed for good: its condition goes False with this reason. */
@@ -56,7 +61,43 @@ export interface AgentDeps {
 const now = () => new Date().toISOString();
 
 /** Held by a Migration while its checkpoint images exist in the registry. */
-export const IMAGE_FINALIZER = "edgeshift.dev/checkpoint-images";
+export { IMAGE_FINALIZER };
+
+const AGENT_STEPS = ["checkpoint", "push"] as const;
+
+/**
+ * The agent's metrics. Each step's duration, its successes and both byte kinds
+ * exist at 0 from the start ("avoid missing metrics"), so a node that has not
+ * moved anything yet still shows in rate() and sums; failure reasons appear as
+ * they happen.
+ */
+export function agentMetrics(registry: Registry) {
+  const steps = new Histogram({
+    name: "edgeshift_agent_step_duration_seconds",
+    help: "Duration of the agent's steps (checkpoint, push) per container",
+    labelNames: ["step"],
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+    registers: [registry],
+  });
+  const results = new Counter({
+    name: "edgeshift_agent_steps_total",
+    help: "Agent steps by result",
+    labelNames: ["step", "result"],
+    registers: [registry],
+  });
+  const bytes = new Counter({
+    name: "edgeshift_agent_bytes_total",
+    help: "Checkpoint archive bytes read and layer bytes uploaded",
+    labelNames: ["kind"],
+    registers: [registry],
+  });
+  for (const step of AGENT_STEPS) {
+    steps.zero({ step });
+    results.inc({ step, result: "success" }, 0);
+  }
+  for (const kind of ["archive", "uploaded"]) bytes.inc({ kind }, 0);
+  return { steps, results, bytes };
+}
 
 /**
  * The node-local half of a migration. For each Migration of a pod on this node
@@ -66,6 +107,8 @@ export const IMAGE_FINALIZER = "edgeshift.dev/checkpoint-images";
  */
 export class AgentController {
   private readonly deps: AgentDeps;
+  /** kubeletTLS NodeSelfSigned: the kubelet certificate seen first, for this agent's lifetime. */
+  private readonly kubeletPin: KubeletPin = {};
   private readonly log: Logger;
   private readonly informer: SupervisedInformer<Migration>;
   private readonly queue: WorkQueue;
@@ -94,25 +137,10 @@ export class AgentController {
       log: this.log,
       metrics: deps.informerMetrics,
     });
-    this.steps = new Histogram({
-      name: "edgeshift_agent_step_duration_seconds",
-      help: "Duration of the agent's steps (checkpoint, push) per container",
-      labelNames: ["step"],
-      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
-      registers: [deps.registry],
-    });
-    this.results = new Counter({
-      name: "edgeshift_agent_steps_total",
-      help: "Agent steps by result",
-      labelNames: ["step", "result"],
-      registers: [deps.registry],
-    });
-    this.bytes = new Counter({
-      name: "edgeshift_agent_bytes_total",
-      help: "Checkpoint archive bytes read and layer bytes uploaded",
-      labelNames: ["kind"],
-      registers: [deps.registry],
-    });
+    const metrics = agentMetrics(deps.registry);
+    this.steps = metrics.steps;
+    this.results = metrics.results;
+    this.bytes = metrics.bytes;
   }
 
   get synced(): boolean {
@@ -210,8 +238,6 @@ export class AgentController {
           },
           new Date(),
         );
-        s.failureReason = failure.reason;
-        s.message = failure.message;
       });
     }
     return undefined;
@@ -244,36 +270,59 @@ export class AgentController {
       const entry = m.status?.containers?.find((c) => c.name === name);
       // A restarted agent finds the archive it already made: no second checkpoint.
       if (entry?.archivePath && (await exists(entry.archivePath))) continue;
+      const target = {
+        namespace: m.metadata.namespace ?? "",
+        pod: m.spec.podName,
+        container: name,
+      };
       // Killed while the kubelet was checkpointing: the kubelet finished without us.
-      const adopted = await this.findArchive(m, name);
+      const adopted = await this.findArchive(m, target, log);
       if (adopted) {
-        const info = await validateArchive(adopted, { checkpointDir: config.checkpointDir });
         log.info(
-          { container: name, archive: info.path },
+          { container: name, archive: adopted.path },
           "Adopted the archive of an interrupted checkpoint",
         );
         m = await this.writeStatus(m, (s) => {
           s.containers = upsert(s.containers, {
             name,
-            archivePath: info.path,
-            archiveSizeBytes: info.sizeBytes,
+            archivePath: adopted.path,
+            archiveSizeBytes: adopted.sizeBytes,
           });
         });
         continue;
       }
+      // Before the call: the sweeper deletes only archives the ledger accounts for.
+      await recordCheckpointRequest(config.checkpointDir, target).catch((err: unknown) => {
+        throw new StepFailure(
+          "Checkpointed",
+          "CheckpointFailed",
+          `cannot record the checkpoint request in ${config.checkpointDir}: ${(err as Error).message}`,
+        );
+      });
       const t0 = performance.now();
-      const path = await checkpoint(
-        { namespace: m.metadata.namespace ?? "", pod: m.spec.podName, container: name },
-        {
-          host: config.kubeletHost,
-          port: config.kubeletPort,
-          token: async () => (await readFile(config.tokenFile, "utf8")).trim(),
-          ca: await readFile(config.kubeletCaFile),
-          timeoutSeconds: config.checkpointTimeoutSeconds,
-          logger: log,
-        },
-      );
+      const path = await checkpoint(target, {
+        host: config.kubeletHost,
+        port: config.kubeletPort,
+        token: async () => (await readFile(config.tokenFile, "utf8")).trim(),
+        tlsMode: config.kubeletTlsMode,
+        nodeName: config.node,
+        pin: this.kubeletPin,
+        ca:
+          config.kubeletTlsMode === "NodeSelfSigned"
+            ? undefined
+            : await readFile(config.kubeletCaFile),
+        timeoutSeconds: config.checkpointTimeoutSeconds,
+        logger: log,
+      });
       const info = await validateArchive(path, { checkpointDir: config.checkpointDir });
+      const mismatch = matchArchive(info.metadata, target);
+      if (mismatch) {
+        throw new StepFailure(
+          "Checkpointed",
+          "ArchiveInvalid",
+          `the kubelet returned ${info.path}, but ${mismatch}`,
+        );
+      }
       this.steps.observe({ step: "checkpoint" }, (performance.now() - t0) / 1000);
       this.results.inc({ step: "checkpoint", result: "success" });
       log.info(
@@ -291,7 +340,6 @@ export class AgentController {
     const seconds = (Date.now() - started) / 1000;
     return this.writeStatus(m, (s) => {
       s.timestamps = { ...s.timestamps, checkpointed: now() };
-      s.phase = "Pushing";
       s.conditions = setCondition(
         s.conditions,
         {
@@ -347,7 +395,8 @@ export class AgentController {
       m = await this.writeStatus(m, (s) => {
         s.containers = upsert(s.containers, {
           name,
-          image: res.pinnedReference,
+          // The digest only: the operator builds the image reference from the
+          // EdgeNode's repository (admission refuses an image from the agent).
           digest: res.digest,
           imageSizeBytes: res.sizes.layerBytes,
         });
@@ -372,35 +421,21 @@ export class AgentController {
   }
 
   /**
-   * The newest kubelet archive of this pod's container written since this
-   * Migration's checkpoint started, if any. Kubernetes names cannot hold '_',
-   * and the timestamp after the container name tells "app" from "app-x".
+   * The newest archive written since this Migration's checkpoint started that
+   * holds this container by its own metadata, if any (adopt.ts).
    */
-  private async findArchive(m: Migration, container: string): Promise<string | undefined> {
-    const started = Date.parse(m.status?.timestamps?.checkpointStarted ?? "");
-    if (!Number.isFinite(started)) return undefined;
-    const prefix = `checkpoint-${m.spec.podName}_${m.metadata.namespace}-${container}-`;
-    let best: { path: string; mtime: number } | undefined;
-    let names: string[];
-    try {
-      names = await readdir(this.deps.config.checkpointDir);
-    } catch {
-      return undefined;
-    }
-    for (const n of names) {
-      if (
-        !n.startsWith(prefix) ||
-        !/^\d{4}-\d{2}-\d{2}T/.test(n.slice(prefix.length)) ||
-        !n.endsWith(".tar")
-      )
-        continue;
-      const path = join(this.deps.config.checkpointDir, n);
-      const st = await stat(path).catch(() => undefined);
-      // Timestamps in status have whole seconds.
-      if (!st?.isFile() || st.mtimeMs < started - 1000) continue;
-      if (!best || st.mtimeMs > best.mtime) best = { path, mtime: st.mtimeMs };
-    }
-    return best?.path;
+  private async findArchive(
+    m: Migration,
+    target: ArchiveOwner,
+    log: Logger,
+  ): Promise<ArchiveInfo | undefined> {
+    const since = Date.parse(m.status?.timestamps?.checkpointStarted ?? "");
+    if (!Number.isFinite(since)) return undefined;
+    return findAdoptableArchive(
+      this.deps.config.checkpointDir,
+      { ...target, since },
+      { logger: log },
+    );
   }
 
   /** A registry that does not answer gets two more tries with backoff before the step fails. */
@@ -455,22 +490,12 @@ export class AgentController {
         credentials: await this.deps.credentials(),
         logger: this.log,
       });
-      for (const c of m.status?.containers ?? []) {
-        if (!c.digest) continue;
-        // The index and the manifest it points to; blobs go with the registry's own GC.
-        const index = await client.getManifest(repo.name, c.digest, [MediaType.ImageIndex]);
-        if (index) {
-          const child =
-            (JSON.parse(index.bytes.toString("utf8")) as { manifests?: { digest: string }[] })
-              .manifests ?? [];
-          for (const d of child) await client.deleteManifest(repo.name, d.digest);
-          await client.deleteManifest(repo.name, c.digest);
-        }
-        this.log.info(
-          { key: `${m.metadata.namespace}/${m.metadata.name}`, digest: c.digest },
-          "Deleted checkpoint image",
-        );
-      }
+      const digests = (m.status?.containers ?? []).flatMap((c) => (c.digest ? [c.digest] : []));
+      await deleteCheckpointImages(client, repo.name, digests);
+      this.log.info(
+        { key: `${m.metadata.namespace}/${m.metadata.name}`, digests },
+        "Deleted checkpoint images",
+      );
     }
     await this.setFinalizers(
       m,
@@ -478,18 +503,8 @@ export class AgentController {
     );
   }
 
-  private async setFinalizers(m: Migration, finalizers: string[]): Promise<Migration> {
-    return (await this.deps.custom.patchNamespacedCustomObject(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: MIGRATION_PLURAL,
-        namespace: m.metadata.namespace ?? "",
-        name: m.metadata.name ?? "",
-        body: { metadata: { resourceVersion: m.metadata.resourceVersion, finalizers } },
-      },
-      mergePatch,
-    )) as Migration;
+  private setFinalizers(m: Migration, finalizers: string[]): Promise<Migration> {
+    return setMigrationFinalizers(this.deps.custom, m, finalizers);
   }
 
   /** After a failure nothing of the checkpoint stays on the node. */

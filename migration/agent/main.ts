@@ -58,6 +58,8 @@ const agent = new AgentController({
 const sweeper = startArchiveSweeper({
   checkpointDir: config.checkpointDir,
   maxAgeMs: config.archiveMaxAgeMs,
+  // The kubelet writes a requested archive within its checkpoint timeout.
+  requestWindowMs: config.checkpointTimeoutSeconds * 1000 + 60_000,
   intervalMs: config.sweepIntervalMs,
   logger: log,
 });

@@ -17,12 +17,21 @@ async function sha256sum(path: string): Promise<string> {
   return `sha256:${stdout.split(" ")[0]}`;
 }
 
-/** A sink that writes to a file, as an upload would send. */
+/**
+ * A sink that writes to a file, as an upload would send. The encoder hands
+ * over the next chunk before the last write has finished (as a request body
+ * takes them), so each write goes to the offset its call order gives: a
+ * FileHandle write at the current position is not ordered between
+ * overlapping calls, and a loaded machine once wrote the chunks out of order.
+ */
 async function fileSink(path: string) {
   const fh = await open(path, "w");
+  let offset = 0;
   const sink: LayerSink = {
     write: async (chunk) => {
-      await fh.write(chunk);
+      const at = offset;
+      offset += chunk.length;
+      await fh.write(chunk, 0, chunk.length, at);
     },
   };
   return { sink, close: () => fh.close() };

@@ -16,6 +16,7 @@ import {
   type RestorePodInput,
   type RevealPatch,
   restorePodName,
+  revealRecord,
   revealToOwner,
   toLabelValue,
 } from "./pod.ts";
@@ -670,5 +671,53 @@ describe("hiding from the owner and revealing again", () => {
     const p = build({ hideFromOwner: false });
     expect(p.metadata?.labels?.["pod-template-hash"]).toBe("7d9f8");
     expect(revealToOwner(p, original())).toBeUndefined();
+  });
+});
+
+describe("revealRecord", () => {
+  const owned = (kind: string, apiVersion: string): V1Pod => ({
+    metadata: {
+      name: "w-1",
+      namespace: "ns",
+      labels: { app: "w", "pod-template-hash": "abc", [MIGRATION_POD_LABEL]: "stale" },
+      ownerReferences: [{ apiVersion, kind, name: "w-abc", uid: "u-1", controller: true }],
+    },
+  });
+
+  it("records the controller and the labels the restored pod gets back, not ours", () => {
+    expect(revealRecord(owned("ReplicaSet", "apps/v1"))).toEqual({
+      ownerKind: "ReplicaSet",
+      ownerName: "w-abc",
+      ownerUID: "u-1",
+      labels: { app: "w", "pod-template-hash": "abc" },
+    });
+    expect(revealRecord(owned("Job", "batch/v1"))?.ownerKind).toBe("Job");
+  });
+
+  it("records nothing for a bare pod or an owner that is not moved", () => {
+    expect(revealRecord({ metadata: { name: "b", labels: { app: "b" } } })).toBeUndefined();
+    expect(revealRecord(owned("StatefulSet", "apps/v1"))).toBeUndefined();
+  });
+
+  it("reveals from the record alone: the patch gives back exactly the held-back labels", () => {
+    const original = owned("ReplicaSet", "apps/v1");
+    const record = revealRecord(original);
+    const restored = buildRestorePod({
+      pod: { ...original, spec: { nodeName: "edge-1", containers: [{ name: "c", image: "i" }] } },
+      migration: {
+        apiVersion: "edgeshift.dev/v1alpha1",
+        kind: "Migration",
+        metadata: { name: "m", namespace: "ns", uid: "m-uid" },
+        spec: { podName: "w-1" },
+      },
+      targetNode: "cloud-1",
+      policy: "restart",
+      images: {},
+      hideFromOwner: true,
+    });
+    expect(restored.metadata?.labels?.["pod-template-hash"]).toBeUndefined();
+    expect(revealToOwner(restored, { metadata: { labels: record?.labels } })).toEqual({
+      metadata: { labels: { "pod-template-hash": "abc" } },
+    });
   });
 });

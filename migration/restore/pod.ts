@@ -9,7 +9,12 @@ import type {
   V1PodSpec,
 } from "@kubernetes/client-node";
 import { labelValueError, matchesLabelSelector } from "../../operator/api/labels.ts";
-import type { LabelSelector, Migration, RestorePolicy } from "../../operator/api/v1alpha1.ts";
+import type {
+  LabelSelector,
+  Migration,
+  RestorePolicy,
+  RevealRecord,
+} from "../../operator/api/v1alpha1.ts";
 
 /** On a restore pod: the name of the Migration that made it. */
 export const MIGRATION_POD_LABEL = "edgeshift.dev/migration";
@@ -200,6 +205,22 @@ export function revealToOwner(restorePod: V1Pod, originalPod: V1Pod): RevealPatc
     if (!ourLabel(k) && !Object.hasOwn(want, k)) labels[k] = null;
   }
   return Object.keys(labels).length > 0 ? { metadata: { labels } } : undefined;
+}
+
+/**
+ * What cutover needs to hand a hidden restore pod to the original's owner,
+ * taken from the original when the restore pod is made: its controller and its
+ * labels. Undefined for a bare pod (nothing is hidden). Cutover reveals from
+ * this record, so it still can after the original is gone.
+ */
+export function revealRecord(original: V1Pod): RevealRecord | undefined {
+  const owner = ownerKind(original);
+  if (owner.kind !== "Job" && owner.kind !== "ReplicaSet") return undefined;
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(original.metadata?.labels ?? {})) {
+    if (!ourLabel(k)) labels[k] = v;
+  }
+  return { ownerKind: owner.kind, ownerName: owner.ref.name, ownerUID: owner.ref.uid, labels };
 }
 
 // --- spec -------------------------------------------------------------------------------

@@ -44,15 +44,26 @@ const hostnameIs = (h: string) => ({
 });
 
 describe("volumeRefusals", () => {
-  it("accepts volumes made afresh on the target: emptyDir, hostPath, configMap, secret", () => {
+  it("accepts volumes made afresh on the target: emptyDir, configMap, secret", () => {
     const p = pod([
       { name: "a", emptyDir: {} },
-      { name: "b", hostPath: { path: "/var/log/x", type: "DirectoryOrCreate" } },
       { name: "c", configMap: { name: "cm" } },
       { name: "d", secret: { secretName: "s" } },
     ]);
     expect(claimNames(p)).toEqual([]);
     expect(volumeRefusals({ pod: p, target, claims: new Map(), volumes: new Map() })).toEqual([]);
+  });
+
+  it("refuses hostPath volumes, naming each: on the target it is another node's directory", () => {
+    const p = pod([
+      { name: "a", emptyDir: {} },
+      { name: "logs", hostPath: { path: "/var/log/x", type: "DirectoryOrCreate" } },
+      { name: "sock", hostPath: { path: "/run/app.sock" } },
+    ]);
+    expect(volumeRefusals({ pod: p, target, claims: new Map(), volumes: new Map() })).toEqual([
+      "volume logs (hostPath /var/log/x): a directory of edge-1; on cloud-1 the same path is another directory, so its data would not move",
+      "volume sock (hostPath /run/app.sock): a directory of edge-1; on cloud-1 the same path is another directory, so its data would not move",
+    ]);
   });
 
   it("accepts a ReadWriteMany claim whose volume every node reaches", () => {

@@ -6,8 +6,10 @@
 // original still runs, on another node. So a volume the target cannot reach,
 // or one only one node or one pod may use at a time, would leave the restored
 // pod Pending or ContainerCreating after the checkpoint was taken; refusing up
-// front, with the reason, costs nothing. Node-local volumes that are made
-// afresh for the new pod (emptyDir, hostPath, configMap, secret, projected,
+// front, with the reason, costs nothing. A hostPath volume is refused too: on
+// the target the same path is another node's directory, so what the pod wrote
+// there stays behind while it goes on as if it had moved. Volumes that are
+// made afresh for the new pod (emptyDir, configMap, secret, projected,
 // downwardAPI, generic ephemeral) are not moved: their content on the target
 // is what the target gives (see the README's Limitations).
 import type {
@@ -40,6 +42,12 @@ export function volumeRefusals(input: VolumeInput): string[] {
   const node = target.metadata?.name ?? "";
   const out: string[] = [];
   for (const v of pod.spec?.volumes ?? []) {
+    if (v.hostPath) {
+      out.push(
+        `volume ${v.name} (hostPath ${v.hostPath.path}): a directory of ${pod.spec?.nodeName ?? "the source node"}; on ${node} the same path is another directory, so its data would not move`,
+      );
+      continue;
+    }
     const claimName = v.persistentVolumeClaim?.claimName;
     if (!claimName) continue;
     const what = `volume ${v.name} (claim ${claimName})`;

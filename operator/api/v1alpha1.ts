@@ -114,6 +114,25 @@ export interface RegistrySpec {
   imageRetention?: ImageRetention;
 }
 
+export const KubeletTLSMode = {
+  ClusterCA: "ClusterCA",
+  CABundle: "CABundle",
+  NodeSelfSigned: "NodeSelfSigned",
+} as const;
+export type KubeletTLSMode = (typeof KubeletTLSMode)[keyof typeof KubeletTLSMode];
+
+/** How the edge agent trusts its own node's kubelet serving certificate. */
+export interface KubeletTLSSpec {
+  /** Default ClusterCA. */
+  mode: KubeletTLSMode;
+  /** Required with mode CABundle: a ConfigMap in the operator's namespace. */
+  caBundle?: {
+    configMapName: string;
+    /** Default ca.crt. */
+    key?: string;
+  };
+}
+
 export interface EdgeNodeSpec {
   /** Non-empty. */
   nodeSelector: LabelSelector;
@@ -136,6 +155,8 @@ export interface EdgeNodeSpec {
   cloud: CloudTarget;
   /** Required when restorePolicy is checkpoint. */
   registry?: RegistrySpec;
+  /** Default mode ClusterCA. */
+  kubeletTLS?: KubeletTLSSpec;
 }
 
 export interface NodeRuntimeStatus {
@@ -286,17 +307,31 @@ export const MigrationPhase = {
 } as const;
 export type MigrationPhase = (typeof MigrationPhase)[keyof typeof MigrationPhase];
 
+/** The original's controller and the labels the hidden restored pod gets back at cutover. */
+export interface RevealRecord {
+  ownerKind: "Job" | "ReplicaSet";
+  ownerName: string;
+  ownerUID: string;
+  labels?: Record<string, string>;
+}
+
 export interface MigrationStatus {
   observedGeneration?: number;
   /** Printer-column summary of the conditions, not the truth. */
   phase?: MigrationPhase;
   conditions?: Condition[];
   edgeNode?: string;
+  /** The one agent identity (ServiceAccount username) admission lets write the agent's part. */
+  agentIdentity?: string;
   policy?: RestorePolicy;
   sourceNode?: string;
+  /** The pod validated for the move; a pod re-created under the same name is not it. */
+  sourcePodUID?: string;
   targetNode?: string;
   containers?: ContainerCheckpointStatus[];
   restoredPod?: string;
+  /** What hands the restored pod to the original's owner, recorded when it is created. */
+  reveal?: RevealRecord;
   failureReason?: string;
   message?: string;
   timestamps?: MigrationTimestamps;
@@ -373,6 +408,16 @@ export const MigrationConditionReason = {
   RestoreTimeout: "RestoreTimeout",
   CutOverFailed: "CutOverFailed",
   SourcePodGone: "SourcePodGone",
+  /** A pod of the original's name but another UID: not the pod validated, left alone. */
+  SourcePodReplaced: "SourcePodReplaced",
+  /** The original ended by itself (Succeeded/Failed) during the migration: nothing to move. */
+  SourcePodFinished: "SourcePodFinished",
+  /** The pod is annotated edgeshift.dev/migrate: "false". */
+  OptedOut: "OptedOut",
+  /** The pod is outside its EdgeNode's spec.pods. */
+  NotSelected: "NotSelected",
+  /** No Ready edge agent on the source node to take the checkpoint. */
+  AgentUnavailable: "AgentUnavailable",
 } as const;
 export type MigrationConditionReason =
   (typeof MigrationConditionReason)[keyof typeof MigrationConditionReason];

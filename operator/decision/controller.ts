@@ -2,6 +2,7 @@ import type { CustomObjectsApi, KubeConfig, V1Node } from "@kubernetes/client-no
 import type { NatsConnection } from "nats";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
+import { ownerKind } from "../../migration/restore/pod.ts";
 import type { MonitorIdentity, SignedSample } from "../../sidecar/protocol.ts";
 import { migrationFinished } from "../api/status.ts";
 import {
@@ -10,6 +11,7 @@ import {
   EDGENODE_SPEC_DEFAULTS,
   type EdgeNode,
   GROUP,
+  Metric,
   MIGRATION_KIND,
   MIGRATION_PLURAL,
   type Migration,
@@ -20,11 +22,19 @@ import {
 import type { EdgeNodeController } from "../edgenode/controller.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { type InformerMetrics, SupervisedInformer } from "../kube/informer.ts";
-import { isConflict } from "../kube/patch.ts";
+import { isConflict, isNotFound } from "../kube/patch.ts";
 import { parseQuantity } from "../kube/quantity.ts";
 import { MetricsSubscriber } from "../metrics/subscriber.ts";
+import { expiredMigrations, type HistoryPolicy } from "../migration/history.ts";
 import { monitorKey } from "../monitor/keys.ts";
-import { type Decision, DecisionEngine, migrationName } from "./engine.ts";
+import { type Decision, DecisionEngine, nextMigrationName } from "./engine.ts";
+
+/** How long a fresh decision may take to show up as a Migration in the informer. */
+const DECISION_GRACE_MS = 30_000;
+/** How often pods that are gone are forgotten. */
+const PRUNE_EVERY_MS = 10_000;
+/** How often finished Migrations past their retention are collected. */
+const COLLECT_EVERY_MS = 60_000;
 
 export interface DecisionControllerDeps {
   kubeConfig: KubeConfig;
@@ -36,6 +46,8 @@ export interface DecisionControllerDeps {
   signingKey: Buffer;
   log: Logger;
   informerMetrics?: InformerMetrics;
+  /** Finished Migrations kept and for how long (default: 10 per namespace, 24 h beyond them). */
+  history?: HistoryPolicy;
   now?: () => number;
 }
 
@@ -48,7 +60,13 @@ export interface DecisionControllerDeps {
 export class DecisionController {
   private readonly deps: DecisionControllerDeps;
   private readonly log: Logger;
-  private readonly engine = new DecisionEngine();
+  private readonly engine = new DecisionEngine({
+    // StatefulSet and DaemonSet pods (refused by the Migration controller) are never chosen.
+    movable: (namespace, pod, node) => {
+      const found = this.deps.edgeNodes.monitoredPod(node, namespace, pod);
+      return found !== undefined && ownerKind(found.pod).kind !== "Unsupported";
+    },
+  });
   private readonly subscriber: MetricsSubscriber;
   readonly migrations: SupervisedInformer<Migration>;
   private readonly finished = new Set<string>();
@@ -56,6 +74,10 @@ export class DecisionController {
   private readonly decisionLatency: Histogram;
   private staleTimer: NodeJS.Timeout | undefined;
   private lastStale = new Map<string, number>();
+  private lastPrune = 0;
+  private lastCollect = 0;
+  private collecting = false;
+  private readonly collected: Counter;
   private readonly now: () => number;
   private readonly listeners: ((m: Migration) => void)[] = [];
 
@@ -67,6 +89,18 @@ export class DecisionController {
       name: "edgeshift_decisions_total",
       help: "Migrations the decision engine asked for, by metric and result of creating them",
       labelNames: ["metric", "result"],
+      registers: [deps.registry],
+    });
+    // Every metric and result at 0 from the start ("avoid missing metrics"): the
+    // dashboard's decisions panel has series before the first decision.
+    for (const metric of Object.values(Metric)) {
+      for (const result of ["created", "exists", "error"]) {
+        this.decisions.inc({ metric, result }, 0);
+      }
+    }
+    this.collected = new Counter({
+      name: "edgeshift_migrations_collected_total",
+      help: "Finished Migrations deleted once past their retention",
       registers: [deps.registry],
     });
     this.decisionLatency = new Histogram({
@@ -163,7 +197,12 @@ export class DecisionController {
   }
 
   private async createMigration(d: Decision, decidedAt: number): Promise<void> {
-    const name = migrationName(d.pod, d.podUid);
+    // Each attempt its own name: a pod whose earlier Migration ended can move again.
+    const existing = this.migrations
+      .list()
+      .filter((m) => m.metadata.namespace === d.namespace)
+      .map((m) => m.metadata.name ?? "");
+    const name = nextMigrationName(d.pod, d.podUid, existing);
     const log = this.log.child({ key: `${d.namespace}/${name}` });
     this.engine.migrationStarted(d.namespace, d.pod, d.node);
     const body: Migration = {
@@ -197,11 +236,20 @@ export class DecisionController {
       });
     } catch (err) {
       if (isConflict(err)) {
-        // One migration at a time per pod: the existing one stands.
+        // This attempt exists already (the informer had not shown it yet). If it has
+        // ended, the decision came to nothing; if not, it stands, and the informer's
+        // event (or reconcileInFlight) keeps the in-flight set true.
         this.decisions.inc({ metric: d.metric, result: "exists" });
+        const found = this.migrations.get(name, d.namespace);
+        if (found && migrationFinished(found)) {
+          this.engine.release(d.namespace, d.pod);
+          this.engine.forget(d.namespace, d.pod);
+        }
         return;
       }
-      // Nothing was created: let the engine decide again on later samples.
+      // Nothing was created: the pod is not in flight (the EdgeNode's cap is free
+      // again) and the engine decides again on a new window of samples.
+      this.engine.release(d.namespace, d.pod);
       this.engine.forget(d.namespace, d.pod);
       this.decisions.inc({ metric: d.metric, result: "error" });
       log.error({ err }, "Failed to create Migration");
@@ -240,10 +288,12 @@ export class DecisionController {
     const gone = !this.migrations.get(m.metadata.name ?? "", ns);
     if (gone || migrationFinished(m)) {
       if (!this.finished.has(uid)) {
-        this.finished.add(uid);
         this.engine.migrationFinished(ns, m.spec.podName, this.now());
         this.subscriber.forgetPod(ns, m.spec.podName);
       }
+      // Remembered while the Migration exists, so its later updates start no new cooldown.
+      if (gone) this.finished.delete(uid);
+      else this.finished.add(uid);
     } else if (node) {
       this.engine.migrationStarted(ns, m.spec.podName, node);
     }
@@ -261,7 +311,70 @@ export class DecisionController {
       ).length;
   }
 
+  /** The in-flight set agrees with the Migration informer; pods that are gone are forgotten. */
+  private reconcile(): void {
+    if (!this.migrations.hasSynced) return;
+    const now = this.now();
+    const open = new Set(
+      this.migrations
+        .list()
+        .filter((m) => !migrationFinished(m))
+        .map((m) => `${m.metadata.namespace ?? ""}/${m.spec.podName}`),
+    );
+    for (const key of this.engine.reconcileInFlight(open, now, DECISION_GRACE_MS)) {
+      this.log.warn({ pod: key }, "Released a pod in flight without a Migration");
+    }
+    const ttl = this.deps.history?.ttlMs ?? COLLECT_EVERY_MS;
+    const collectEvery = Math.min(COLLECT_EVERY_MS, Math.max(1000, ttl / 2));
+    if (now - this.lastCollect >= collectEvery && !this.collecting) {
+      this.lastCollect = now;
+      this.collecting = true;
+      void this.collect(now).finally(() => {
+        this.collecting = false;
+      });
+    }
+    if (now - this.lastPrune < PRUNE_EVERY_MS) return;
+    this.lastPrune = now;
+    const gone = this.engine.prune((namespace, pod, podUid, node) => {
+      const found = this.deps.edgeNodes.monitoredPod(node, namespace, pod);
+      return found?.pod.metadata?.uid === podUid;
+    }, now);
+    for (const key of gone) {
+      const [namespace = "", pod = ""] = key.split("/");
+      this.subscriber.forgetPod(namespace, pod);
+    }
+  }
+
+  /** Deletes finished Migrations past their retention (see operator/migration/history.ts). */
+  private async collect(now: number): Promise<void> {
+    const policy = this.deps.history ?? { keep: 10, ttlMs: 24 * 3_600_000 };
+    for (const m of expiredMigrations(this.migrations.list(), policy, now)) {
+      const namespace = m.metadata.namespace ?? "";
+      const name = m.metadata.name ?? "";
+      try {
+        await this.deps.custom.deleteNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: MIGRATION_PLURAL,
+          namespace,
+          name,
+          // This Migration, not a new one created under its name since.
+          body: { preconditions: { uid: m.metadata.uid } },
+        });
+        this.collected.inc();
+        this.log.info(
+          { key: `${namespace}/${name}` },
+          "Deleted finished Migration past its retention",
+        );
+      } catch (err) {
+        if (isNotFound(err) || isConflict(err)) continue;
+        this.log.warn({ err, key: `${namespace}/${name}` }, "Could not delete finished Migration");
+      }
+    }
+  }
+
   private refreshStale(): void {
+    this.reconcile();
     const counts = new Map<string, number>();
     for (const m of this.subscriber.staleMonitors(this.now())) {
       const owner = this.deps.edgeNodes.monitoredPod(m.node, m.namespace, m.pod)?.edgeNode;

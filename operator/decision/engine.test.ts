@@ -4,6 +4,7 @@ import {
   DecisionEngine,
   type EdgeNodePolicy,
   migrationName,
+  nextMigrationName,
   type Observation,
 } from "./engine.ts";
 
@@ -62,11 +63,12 @@ interface Fired {
 
 /** Drives an engine one sampling interval per tick on a fake clock. */
 class Sim {
-  readonly engine = new DecisionEngine();
+  readonly engine: DecisionEngine;
   readonly decisions: (Decision & { tick: number })[] = [];
   tick = 0;
 
-  constructor(p: EdgeNodePolicy = policy(), edgeNode = "edge") {
+  constructor(p: EdgeNodePolicy = policy(), edgeNode = "edge", engine = new DecisionEngine()) {
+    this.engine = engine;
     this.engine.configure(edgeNode, p);
   }
 
@@ -342,6 +344,64 @@ describe("migrations in flight", () => {
     expect(sim.decisions.map((d) => [d.tick, d.pod, d.container])).toEqual([[9, "web", "app"]]);
   });
 
+  it("decides again once a decision that came to nothing is released, with no cooldown", () => {
+    const sim = new Sim(policy({ cooldownSeconds: 600 })).run(10, () => [
+      { pod: "a", cpu: 95 },
+      { pod: "b", cpu: 10 },
+    ]);
+    expect(sim.fired()).toEqual([{ tick: 9, pod: "a", metric: "cpu" }]);
+    // Creating a's Migration failed: the controller releases it and drops its samples.
+    expect(sim.engine.release("shop", "a")).toBe(true);
+    sim.engine.forget("shop", "a");
+    expect(sim.engine.inFlightCount("edge")).toBe(0);
+    // The cap of 1 is free again: b goes once 8 of its 10 samples breach (a, with
+    // a new full window to gather, would be next, but b now holds the cap).
+    sim.run(10, () => [
+      { pod: "a", cpu: 95 },
+      { pod: "b", cpu: 95 },
+    ]);
+    expect(sim.fired()).toEqual([
+      { tick: 9, pod: "a", metric: "cpu" },
+      { tick: 17, pod: "b", metric: "cpu" },
+    ]);
+    expect(sim.engine.release("shop", "nobody")).toBe(false);
+  });
+
+  it("agrees with the Migrations that exist, giving a fresh decision time to be created", () => {
+    const sim = new Sim(policy({ maxConcurrentMigrations: 3 })).run(10, () => [
+      { pod: "a", cpu: 95 },
+      { pod: "b", cpu: 95 },
+    ]);
+    sim.engine.migrationStarted("shop", "manual", "edge-a");
+    expect(sim.engine.inFlightCount("edge")).toBe(3);
+    const now = sim.now(9);
+    // a's Migration exists; b's not yet (within the grace); manual's is gone.
+    expect(sim.engine.reconcileInFlight(new Set(["shop/a"]), now + 1000, 30_000)).toEqual([
+      "shop/manual",
+    ]);
+    expect(sim.engine.inFlightCount("edge")).toBe(2);
+    // Past the grace, b's decision never became a Migration; a's is confirmed for good.
+    expect(sim.engine.reconcileInFlight(new Set(["shop/a"]), now + 31_000, 30_000)).toEqual([
+      "shop/b",
+    ]);
+    expect(sim.engine.reconcileInFlight(new Set(), now + 31_000, 30_000)).toEqual(["shop/a"]);
+    expect(sim.engine.inFlightCount("edge")).toBe(0);
+  });
+
+  it("does not keep pods that are gone", () => {
+    const sim = new Sim(policy()).run(5, () => [
+      { pod: "a", cpu: 10 },
+      { pod: "b", cpu: 10, container: "x" },
+      { pod: "b", cpu: 10, container: "y" },
+    ]);
+    expect(sim.engine.prune((_ns, pod) => pod === "a", sim.now())).toEqual(["shop/b"]);
+    // b is forgotten: nothing of it is left to prune.
+    expect(sim.engine.prune((_ns, pod) => pod === "a", sim.now())).toEqual([]);
+    // A new pod under a's name (another uid) replaces a.
+    expect(sim.engine.prune((_ns, _pod, uid) => uid === "uid-z", sim.now())).toEqual(["shop/a"]);
+    expect(sim.engine.prune(() => false, sim.now())).toEqual([]);
+  });
+
   it("counts migrations it did not decide (manual ones) against the cap", () => {
     const sim = new Sim(policy({ cooldownSeconds: 0 }));
     sim.engine.migrationStarted("shop", "manual", "edge-b");
@@ -412,6 +472,12 @@ describe("node pressure", () => {
     // duo already has a migration in flight from another node's point of view.
     sim.engine.migrationStarted("shop", "duo", "edge-b");
     sim.run(20, busyNode);
+    expect(sim.fired()).toEqual([{ tick: 9, pod: "big", metric: "nodeCpu" }]);
+  });
+
+  it("never chooses a pod that cannot move (a StatefulSet's) as the victim", () => {
+    const engine = new DecisionEngine({ movable: (_ns, pod) => pod !== "duo" });
+    const sim = new Sim(nodePolicy(), "edge", engine).run(20, busyNode);
     expect(sim.fired()).toEqual([{ tick: 9, pod: "big", metric: "nodeCpu" }]);
   });
 
@@ -500,9 +566,22 @@ describe("migrationName", () => {
   it.each([["a".repeat(253)], [`${"a".repeat(243)}-.b`], [`${"a".repeat(243)}.bcdef`], ["x.y.z"]])(
     "stays a valid DNS subdomain for %j",
     (pod) => {
-      const n = migrationName(pod, "uid");
-      expect(n.length).toBeLessThanOrEqual(253);
-      expect(n).toMatch(dns);
+      for (const attempt of [1, 2, 1000]) {
+        const n = migrationName(pod, "uid", attempt);
+        expect(n.length).toBeLessThanOrEqual(253);
+        expect(n).toMatch(dns);
+      }
     },
   );
+
+  it("names each attempt of the same pod apart: the next is one past the highest", () => {
+    const first = migrationName("web", "u1");
+    expect(nextMigrationName("web", "u1", [])).toBe(first);
+    expect(nextMigrationName("web", "u1", ["other", migrationName("web", "u2")])).toBe(first);
+    expect(nextMigrationName("web", "u1", [first])).toBe(`${first}-2`);
+    expect(nextMigrationName("web", "u1", [first, `${first}-2`, `${first}-7`])).toBe(`${first}-8`);
+    // Collected attempts leave no gap to fill: still one past the highest left.
+    expect(nextMigrationName("web", "u1", [`${first}-3`])).toBe(`${first}-4`);
+    expect(nextMigrationName("web", "u1", [`${first}-x`, `${first}-0`])).toBe(first);
+  });
 });

@@ -60,14 +60,43 @@ export interface Decision {
   sampledAt: string;
 }
 
-/** A Migration name per pod: stable across retries, unique per pod instance, a valid DNS subdomain. */
-export function migrationName(pod: string, podUid: string): string {
+/**
+ * A Migration name per pod instance and attempt, a valid DNS subdomain: the first
+ * attempt is `<pod>-<hash of the uid>`, later ones add `-<attempt>`, so a pod can be
+ * moved again after a migration that failed, and a retried create of the same
+ * attempt collides instead of making a second Migration.
+ */
+export function migrationName(pod: string, podUid: string, attempt = 1): string {
   const hash = createHash("sha256").update(podUid).digest("hex").slice(0, 8);
+  const suffix = attempt > 1 ? `-${hash}-${attempt}` : `-${hash}`;
   const prefix = pod
     .toLowerCase()
-    .slice(0, 253 - 9)
+    .slice(0, 253 - suffix.length)
     .replace(/[^a-z0-9]+$/, "");
-  return prefix ? `${prefix}-${hash}` : `pod-${hash}`;
+  return `${prefix || "pod"}${suffix}`;
+}
+
+/** The next attempt's name: one past the highest attempt among the names that exist. */
+export function nextMigrationName(pod: string, podUid: string, existing: Iterable<string>): string {
+  const first = migrationName(pod, podUid);
+  let last = 0;
+  for (const name of existing) {
+    if (name === first) last = Math.max(last, 1);
+    else if (name.startsWith(`${first}-`)) {
+      const n = Number(name.slice(first.length + 1));
+      if (Number.isInteger(n) && n > 1) last = Math.max(last, n);
+    }
+  }
+  return migrationName(pod, podUid, last + 1);
+}
+
+export interface DecisionEngineOptions {
+  /**
+   * Whether a pod on a node could be migrated at all (its owner kind is one that moves):
+   * a pod that cannot is never decided on, neither for its own load nor as the victim
+   * of its node's. Default: every pod.
+   */
+  movable?: (namespace: string, pod: string, node: string) => boolean;
 }
 
 interface Point {
@@ -195,8 +224,15 @@ export class DecisionEngine {
   readonly #nodes = new Map<string, NodeState>();
   /** Pod key -> source node of its migration in flight. */
   readonly #inFlight = new Map<string, string>();
+  /** When the engine itself decided a pod in flight, until a Migration for it is seen. */
+  readonly #decidedAt = new Map<string, number>();
   readonly #podCooldownUntil = new Map<string, number>();
   readonly #nodeCooldownUntil = new Map<string, number>();
+  readonly #movable: NonNullable<DecisionEngineOptions["movable"]>;
+
+  constructor(opts: DecisionEngineOptions = {}) {
+    this.#movable = opts.movable ?? (() => true);
+  }
 
   /** Adds or replaces an EdgeNode's policy and node list. A node belongs to one EdgeNode: the last to claim it. */
   configure(edgeNode: string, policy: EdgeNodePolicy): void {
@@ -304,6 +340,7 @@ export class DecisionEngine {
       if (!this.#eligible(c.namespace, c.pod, c.node, edgeNode, policy, now)) return undefined;
       c.armed[metric] = false;
       this.#inFlight.set(podKey(c.namespace, c.pod), c.node);
+      this.#decidedAt.set(podKey(c.namespace, c.pod), now);
       return {
         namespace: c.namespace,
         pod: c.pod,
@@ -377,6 +414,7 @@ export class DecisionEngine {
       const victim = this.#busiest(node, metric, edgeNode, policy, now);
       if (!victim) return undefined;
       this.#inFlight.set(podKey(victim.namespace, victim.pod), node);
+      this.#decidedAt.set(podKey(victim.namespace, victim.pod), now);
       const latest = n.points.at(-1) as NodePoint;
       return {
         namespace: victim.namespace,
@@ -450,6 +488,7 @@ export class DecisionEngine {
   ): boolean {
     const key = podKey(namespace, pod);
     if (this.#inFlight.has(key)) return false;
+    if (!this.#movable(namespace, pod, node)) return false;
     if ((this.#podCooldownUntil.get(key) ?? 0) > now) return false;
     if ((this.#nodeCooldownUntil.get(node) ?? 0) > now) return false;
     return this.inFlightCount(edgeNode) < policy.maxConcurrentMigrations;
@@ -475,6 +514,7 @@ export class DecisionEngine {
     const key = podKey(namespace, pod);
     const node = this.#inFlight.get(key);
     this.#inFlight.delete(key);
+    this.#decidedAt.delete(key);
     if (node === undefined) return;
     const edgeNode = this.#edgeOfNode.get(node);
     const policy = edgeNode ? this.#edgeNodes.get(edgeNode) : undefined;
@@ -485,6 +525,60 @@ export class DecisionEngine {
     // The node's load changed when the pod left (or did not): judge it on new samples only.
     const n = this.#nodes.get(node);
     if (n) n.since = now + 1;
+  }
+
+  /**
+   * The engine's decision came to nothing (the Migration could not be created, or the
+   * one it collided with has ended): the pod is no longer in flight and no cooldown
+   * starts. Returns whether it was in flight.
+   */
+  release(namespace: string, pod: string): boolean {
+    this.#decidedAt.delete(podKey(namespace, pod));
+    return this.#inFlight.delete(podKey(namespace, pod));
+  }
+
+  /**
+   * Makes the in-flight set agree with the Migrations that exist: `open` holds the
+   * `namespace/pod` of every unfinished Migration. A pod in flight without one is
+   * released, except a decision younger than `graceMs` whose Migration may not have
+   * been created or seen yet. Returns the pods released.
+   */
+  reconcileInFlight(open: ReadonlySet<string>, now: number, graceMs: number): string[] {
+    const released: string[] = [];
+    for (const key of [...this.#inFlight.keys()]) {
+      if (open.has(key)) {
+        this.#decidedAt.delete(key);
+        continue;
+      }
+      const decided = this.#decidedAt.get(key);
+      if (decided !== undefined && now - decided < graceMs) continue;
+      this.#inFlight.delete(key);
+      this.#decidedAt.delete(key);
+      released.push(key);
+    }
+    return released;
+  }
+
+  /**
+   * Forgets every pod `live` does not know any more (deleted, moved, or replaced by a
+   * new pod under its name) and cooldowns that are over. Pods in flight stay in flight:
+   * their Migration ends them. Returns the pods forgotten.
+   */
+  prune(
+    live: (namespace: string, pod: string, podUid: string, node: string) => boolean,
+    now: number,
+  ): string[] {
+    const gone = new Set<string>();
+    for (const c of this.#containers.values()) {
+      if (!live(c.namespace, c.pod, c.podUid, c.node)) gone.add(podKey(c.namespace, c.pod));
+    }
+    for (const key of gone) {
+      const [namespace = "", pod = ""] = key.split("/");
+      this.forget(namespace, pod);
+    }
+    for (const [k, t] of this.#podCooldownUntil) if (t <= now) this.#podCooldownUntil.delete(k);
+    for (const [k, t] of this.#nodeCooldownUntil) if (t <= now) this.#nodeCooldownUntil.delete(k);
+    return [...gone];
   }
 
   /** Drops a pod's samples (deleted or moved). Migrations in flight and cooldowns stay. */

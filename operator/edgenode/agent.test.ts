@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { EdgeNode } from "../api/v1alpha1.ts";
-import { agentDaemonSet, agentName, nodeSelectorRequirements } from "./agent.ts";
+import {
+  AGENT_PRIORITY_CLASS,
+  agentDaemonSet,
+  agentName,
+  nodeSelectorRequirements,
+} from "./agent.ts";
 
 const en: EdgeNode = {
   apiVersion: "edgeshift.dev/v1alpha1",
@@ -41,7 +46,7 @@ describe("agentDaemonSet", () => {
       controller: true,
     });
     const pod = ds.spec?.template.spec;
-    expect(pod?.serviceAccountName).toBe("edgeshift-agent");
+    expect(pod?.serviceAccountName).toBe(agentName("factory"));
     expect(pod?.volumes?.map((v) => v.name)).toEqual(["checkpoints", "registry-auth"]);
     expect(pod?.volumes?.[1]?.secret?.secretName).toBe("regcred");
     const env = Object.fromEntries(
@@ -53,6 +58,49 @@ describe("agentDaemonSet", () => {
     expect(ds.spec?.selector.matchLabels).toEqual({
       "app.kubernetes.io/component": "agent",
       "edgeshift.dev/edgenode": "factory",
+    });
+  });
+
+  it("runs node-critical, so the node pressure that triggers a migration does not evict the agent first", () => {
+    const pod = agentDaemonSet(en, { namespace: "edgeshift-system", image: "img:1" }).spec?.template
+      .spec;
+    expect(AGENT_PRIORITY_CLASS).toBe("system-node-critical");
+    expect(pod?.priorityClassName).toBe("system-node-critical");
+    // The API server resolves the class; a literal priority would be refused beside it.
+    expect(pod?.priority).toBeUndefined();
+    expect(pod?.tolerations).toEqual([{ operator: "Exists" }]);
+  });
+
+  it("passes the kubelet TLS choice to the agent: ClusterCA by default, NodeSelfSigned, or a mounted CA bundle", () => {
+    const envOf = (e: EdgeNode) => {
+      const pod = agentDaemonSet(e, { namespace: "edgeshift-system", image: "img" }).spec?.template
+        .spec;
+      const c = pod?.containers[0];
+      const env = Object.fromEntries((c?.env ?? []).map((v) => [v.name, v.value]));
+      return { env, volumes: pod?.volumes ?? [], mounts: c?.volumeMounts ?? [] };
+    };
+    const def = envOf(en);
+    expect(def.env.EDGESHIFT_KUBELET_TLS_MODE).toBe("ClusterCA");
+    expect(def.env.EDGESHIFT_KUBELET_CA_FILE).toBeUndefined(); // the ServiceAccount's cluster CA
+    const self = envOf({ ...en, spec: { ...en.spec, kubeletTLS: { mode: "NodeSelfSigned" } } });
+    expect(self.env.EDGESHIFT_KUBELET_TLS_MODE).toBe("NodeSelfSigned");
+    expect(self.volumes.map((v) => v.name)).not.toContain("kubelet-ca");
+    const bundle = envOf({
+      ...en,
+      spec: {
+        ...en.spec,
+        kubeletTLS: { mode: "CABundle", caBundle: { configMapName: "kubelet-ca-pem" } },
+      },
+    });
+    expect(bundle.env.EDGESHIFT_KUBELET_TLS_MODE).toBe("CABundle");
+    expect(bundle.env.EDGESHIFT_KUBELET_CA_FILE).toBe("/etc/edgeshift/kubelet-ca/ca.crt");
+    expect(bundle.volumes.find((v) => v.name === "kubelet-ca")?.configMap).toEqual({
+      name: "kubelet-ca-pem",
+      items: [{ key: "ca.crt", path: "ca.crt" }],
+    });
+    expect(bundle.mounts.find((m) => m.name === "kubelet-ca")).toMatchObject({
+      mountPath: "/etc/edgeshift/kubelet-ca",
+      readOnly: true,
     });
   });
 

@@ -1,5 +1,11 @@
 import { createHash } from "node:crypto";
-import type { V1DaemonSet, V1NodeSelectorRequirement } from "@kubernetes/client-node";
+import type {
+  V1ClusterRoleBinding,
+  V1DaemonSet,
+  V1NodeSelectorRequirement,
+  V1OwnerReference,
+  V1ServiceAccount,
+} from "@kubernetes/client-node";
 import {
   API_VERSION,
   EDGENODE_KIND,
@@ -8,8 +14,13 @@ import {
   type LabelSelector,
 } from "../api/v1alpha1.ts";
 
-export const AGENT_SERVICE_ACCOUNT = "edgeshift-agent";
+/** The ClusterRole every EdgeNode's agent identity is bound to (manifests/base/agent-rbac.yaml). */
+export const AGENT_CLUSTER_ROLE = "edgeshift-agent";
+/** Built into every cluster; the API server resolves it to priority 2000001000. */
+export const AGENT_PRIORITY_CLASS = "system-node-critical";
 export const KUBELET_CHECKPOINT_DIR = "/var/lib/kubelet/checkpoints";
+/** Where a kubeletTLS.caBundle ConfigMap is mounted in the agent. */
+export const KUBELET_CA_DIR = "/etc/edgeshift/kubelet-ca";
 const REGISTRY_AUTH_DIR = "/etc/edgeshift/registry";
 
 /** The agent DaemonSet's name for an EdgeNode: a DNS label, stable, distinct per EdgeNode. */
@@ -39,6 +50,77 @@ export function nodeSelectorRequirements(sel: LabelSelector): V1NodeSelectorRequ
   return reqs;
 }
 
+/**
+ * The username the API server gives the agent of `edgeNode` (its own
+ * ServiceAccount, named like its DaemonSet). The operator records it in each
+ * Migration's status.agentIdentity; the admission policy lets only that
+ * identity, on the Migration's source node, write the agent's part.
+ */
+export function agentIdentity(namespace: string, edgeNode: string): string {
+  return `system:serviceaccount:${namespace}:${agentName(edgeNode)}`;
+}
+
+function ownedBy(en: EdgeNode): V1OwnerReference[] {
+  return [
+    {
+      apiVersion: API_VERSION,
+      kind: EDGENODE_KIND,
+      name: en.metadata.name ?? "",
+      uid: en.metadata.uid ?? "",
+      controller: true,
+    },
+  ];
+}
+
+/** The labels that select an EdgeNode's agent pods (its DaemonSet's selector). */
+export function agentPodSelector(edgeNode: string): Record<string, string> {
+  return { "app.kubernetes.io/component": "agent", [EDGENODE_LABEL]: edgeNode };
+}
+
+function agentLabels(en: EdgeNode): Record<string, string> {
+  return {
+    "app.kubernetes.io/name": "edgeshift-agent",
+    "app.kubernetes.io/part-of": "edgeshift",
+    ...agentPodSelector(en.metadata.name ?? ""),
+  };
+}
+
+/** One identity per EdgeNode: one node's agent cannot act as another EdgeNode's. Owned by the EdgeNode. */
+export function agentServiceAccount(
+  en: EdgeNode,
+  s: Pick<AgentSettings, "namespace">,
+): V1ServiceAccount {
+  return {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: {
+      name: agentName(en.metadata.name ?? ""),
+      namespace: s.namespace,
+      labels: agentLabels(en),
+      ownerReferences: ownedBy(en),
+    },
+  };
+}
+
+/** The EdgeNode's agent identity bound to the agent ClusterRole; goes with the EdgeNode. */
+export function agentClusterRoleBinding(
+  en: EdgeNode,
+  s: Pick<AgentSettings, "namespace">,
+): V1ClusterRoleBinding {
+  const name = agentName(en.metadata.name ?? "");
+  return {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRoleBinding",
+    metadata: { name, labels: agentLabels(en), ownerReferences: ownedBy(en) },
+    roleRef: {
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "ClusterRole",
+      name: AGENT_CLUSTER_ROLE,
+    },
+    subjects: [{ kind: "ServiceAccount", name, namespace: s.namespace }],
+  };
+}
+
 export interface AgentSettings {
   namespace: string;
   image: string;
@@ -48,16 +130,12 @@ export interface AgentSettings {
  * The edge agent of one EdgeNode: a DaemonSet on exactly that EdgeNode's nodes,
  * owned by the EdgeNode (so it goes when the EdgeNode goes), with the kubelet's
  * checkpoint directory and the registry credentials mounted. Its ServiceAccount
- * may only create nodes/checkpoint, read Migrations and update their status.
+ * (agentServiceAccount) may only create nodes/checkpoint, read Migrations and
+ * write the agent's part of their status on its own node.
  */
 export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
   const name = en.metadata.name ?? "";
-  const labels = {
-    "app.kubernetes.io/name": "edgeshift-agent",
-    "app.kubernetes.io/part-of": "edgeshift",
-    "app.kubernetes.io/component": "agent",
-    [EDGENODE_LABEL]: name,
-  };
+  const labels = agentLabels(en);
   const registry = en.spec.registry;
   const env = [
     { name: "EDGESHIFT_NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
@@ -88,6 +166,24 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
     } as (typeof mounts)[number]);
     env.push({ name: "EDGESHIFT_REGISTRY_AUTH_FILE", value: `${REGISTRY_AUTH_DIR}/config.json` });
   }
+  const kubeletTLS = en.spec.kubeletTLS;
+  env.push({ name: "EDGESHIFT_KUBELET_TLS_MODE", value: kubeletTLS?.mode ?? "ClusterCA" });
+  if (kubeletTLS?.mode === "CABundle" && kubeletTLS.caBundle) {
+    // A ConfigMap in the operator's namespace, mounted by the kubelet.
+    volumes.push({
+      name: "kubelet-ca",
+      configMap: {
+        name: kubeletTLS.caBundle.configMapName,
+        items: [{ key: kubeletTLS.caBundle.key ?? "ca.crt", path: "ca.crt" }],
+      },
+    });
+    mounts.push({
+      name: "kubelet-ca",
+      mountPath: KUBELET_CA_DIR,
+      readOnly: true,
+    } as (typeof mounts)[number]);
+    env.push({ name: "EDGESHIFT_KUBELET_CA_FILE", value: `${KUBELET_CA_DIR}/ca.crt` });
+  }
   return {
     apiVersion: "apps/v1",
     kind: "DaemonSet",
@@ -95,23 +191,18 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
       name: agentName(name),
       namespace: s.namespace,
       labels,
-      ownerReferences: [
-        {
-          apiVersion: API_VERSION,
-          kind: EDGENODE_KIND,
-          name,
-          uid: en.metadata.uid ?? "",
-          controller: true,
-        },
-      ],
+      ownerReferences: ownedBy(en),
     },
     spec: {
-      selector: { matchLabels: { "app.kubernetes.io/component": "agent", [EDGENODE_LABEL]: name } },
+      selector: { matchLabels: agentPodSelector(name) },
       updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: "25%" } },
       template: {
         metadata: { labels },
         spec: {
-          serviceAccountName: AGENT_SERVICE_ACCOUNT,
+          serviceAccountName: agentName(name),
+          // The agent serves the very migration that node pressure triggers: the
+          // kubelet never evicts a critical pod, and preemption takes others first.
+          priorityClassName: AGENT_PRIORITY_CLASS,
           volumes,
           affinity: {
             nodeAffinity: {

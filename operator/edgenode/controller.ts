@@ -4,6 +4,7 @@ import type {
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
+  RbacAuthorizationV1Api,
   V1Node,
   V1Pod,
 } from "@kubernetes/client-node";
@@ -32,7 +33,7 @@ import {
   serverSideApply,
 } from "../kube/patch.ts";
 import { type QueueMetrics, RequeueError, WorkQueue } from "../kube/workqueue.ts";
-import { agentDaemonSet } from "./agent.ts";
+import { agentClusterRoleBinding, agentDaemonSet, agentServiceAccount } from "./agent.ts";
 import { type InjectionMetrics, PodWatcher } from "./podwatcher.ts";
 import {
   checkpointCondition,
@@ -49,6 +50,8 @@ export interface EdgeNodeControllerDeps {
   core: CoreV1Api;
   custom: CustomObjectsApi;
   apps: AppsV1Api;
+  /** Each EdgeNode's agent identity: its ClusterRoleBinding. */
+  rbac: RbacAuthorizationV1Api;
   /** The edgeshift image, for the agent DaemonSets. */
   agentImage: string;
   recorder: EventRecorder;
@@ -263,8 +266,28 @@ export class EdgeNodeController {
       namespace: this.deps.operatorNamespace,
       image: this.deps.agentImage,
     });
-    const hash = createHash("sha256").update(JSON.stringify(ds)).digest("hex");
+    const settings = { namespace: this.deps.operatorNamespace };
+    const sa = agentServiceAccount(en, settings);
+    const crb = agentClusterRoleBinding(en, settings);
+    const hash = createHash("sha256")
+      .update(JSON.stringify([sa, crb, ds]))
+      .digest("hex");
     if (this.appliedAgents.get(name) === hash) return;
+    // Its own identity first, so its pods never start as another EdgeNode's agent.
+    await this.deps.core.patchNamespacedServiceAccount(
+      {
+        name: sa.metadata?.name ?? "",
+        namespace: this.deps.operatorNamespace,
+        body: sa,
+        fieldManager: FIELD_MANAGER,
+        force: true,
+      },
+      serverSideApply,
+    );
+    await this.deps.rbac.patchClusterRoleBinding(
+      { name: crb.metadata?.name ?? "", body: crb, fieldManager: FIELD_MANAGER, force: true },
+      serverSideApply,
+    );
     await this.deps.apps.patchNamespacedDaemonSet(
       {
         name: ds.metadata?.name ?? "",
@@ -286,7 +309,8 @@ export class EdgeNodeController {
     if (!en || en.metadata.deletionTimestamp) {
       for (const w of this.watchersFor(name)) await this.stopWatcher(`${name}/${w.node}`);
       this.hooks.onEdgeNodeGone?.(name);
-      // The agent DaemonSet is owned by the EdgeNode: the garbage collector removes it.
+      // The agent DaemonSet, ServiceAccount and ClusterRoleBinding are owned by
+      // the EdgeNode: the garbage collector removes them.
       this.appliedAgents.delete(name);
       return undefined;
     }

@@ -19,14 +19,17 @@ export interface InjectionMetrics {
   latency: Histogram;
 }
 
+/** Both results exported at 0 from the start, so rate() has a series before the first error. */
 export function injectionMetrics(registry: Registry): InjectionMetrics {
+  const injected = new Counter({
+    name: "edgeshift_monitor_injections_total",
+    help: "Monitor ephemeral containers added to pods, by result",
+    labelNames: ["result"],
+    registers: [registry],
+  });
+  for (const result of ["success", "error"]) injected.inc({ result }, 0);
   return {
-    injected: new Counter({
-      name: "edgeshift_monitor_injections_total",
-      help: "Monitor ephemeral containers added to pods, by result",
-      labelNames: ["result"],
-      registers: [registry],
-    }),
+    injected,
     latency: new Histogram({
       name: "edgeshift_monitor_injection_seconds",
       help: "Time from a pod's start to its monitors being added",

@@ -57,6 +57,8 @@ export class SupervisedInformer<T extends KubernetesObject> {
 
   constructor(opts: SupervisedInformerOptions<T>) {
     this.opts = opts;
+    // At 0 from the start, so an alert on restarts has a series before the first one.
+    opts.metrics?.restarts.inc({ resource: opts.resource }, 0);
     this.lw = new ListWatch<T>(
       opts.path,
       new Watch(opts.kubeConfig),

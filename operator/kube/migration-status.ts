@@ -40,3 +40,26 @@ export async function writeMigrationStatus(
     mergePatch,
   )) as Migration;
 }
+
+/**
+ * Sets a Migration's whole finalizer list with the read's resourceVersion as a
+ * precondition: the operator and the edge agent each hold one, and a writer
+ * working from a stale copy gets a 409 instead of dropping the other's.
+ */
+export async function setMigrationFinalizers(
+  custom: CustomObjectsApi,
+  m: Migration,
+  finalizers: string[],
+): Promise<Migration> {
+  return (await custom.patchNamespacedCustomObject(
+    {
+      group: GROUP,
+      version: VERSION,
+      plural: MIGRATION_PLURAL,
+      namespace: m.metadata.namespace ?? "",
+      name: m.metadata.name ?? "",
+      body: { metadata: { resourceVersion: m.metadata.resourceVersion, finalizers } },
+    },
+    mergePatch,
+  )) as Migration;
+}

@@ -38,6 +38,9 @@ export function queueMetrics(registry: Registry): QueueMetrics {
   };
 }
 
+/** How a reconcile ended, the `result` label of edgeshift_reconcile_duration_seconds. */
+const RECONCILE_RESULTS = ["success", "error", "requeue"] as const;
+
 /** What a reconcile may ask for besides success: run again after a delay. */
 export type ReconcileResult = undefined | { requeueAfterMs: number };
 export type Reconciler = (key: string) => Promise<ReconcileResult>;
@@ -81,6 +84,13 @@ export class WorkQueue {
     this.maxDelayMs = opts.maxDelayMs ?? 60_000;
     this.metrics = opts.metrics;
     this.log = opts.log;
+    // Every series of this queue exists from the start, at 0: alerts on errors and
+    // rate() see one before the first failure (Prometheus' "avoid missing metrics").
+    const queue = this.name;
+    this.metrics?.depth.set({ queue }, 0);
+    this.metrics?.adds.inc({ queue }, 0);
+    this.metrics?.retries.inc({ queue }, 0);
+    for (const result of RECONCILE_RESULTS) this.metrics?.reconcileSeconds.zero({ queue, result });
   }
 
   get length(): number {
@@ -169,7 +179,7 @@ export class WorkQueue {
       const key = await this.next();
       if (key === undefined) return;
       const started = process.hrtime.bigint();
-      let result = "success";
+      let result: (typeof RECONCILE_RESULTS)[number] = "success";
       try {
         const r = await reconcile(key);
         this.forget(key);

@@ -8,12 +8,16 @@ import type {
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
+import { imageCleanupPod, imageCleanupPodName } from "../../migration/agent/image-cleanup.ts";
+import { IMAGE_FINALIZER } from "../../migration/registry/cleanup.ts";
+import { checkpointImages } from "../../migration/restore/images.ts";
 import {
   buildRestorePod,
   JOB_TRACKING_FINALIZER,
   migratedContainers,
   ownerKind,
   restorePodName,
+  revealRecord,
   revealToOwner,
 } from "../../migration/restore/pod.ts";
 import {
@@ -26,6 +30,7 @@ import {
 import { chooseTarget } from "../../migration/target/choose.ts";
 import { claimNames, volumeRefusals } from "../../migration/target/volumes.ts";
 import { formatDuration } from "../api/duration.ts";
+import { formatLabelSelector } from "../api/labels.ts";
 import { migrationFinished } from "../api/status.ts";
 import {
   API_VERSION,
@@ -35,18 +40,23 @@ import {
   MIGRATION_PLURAL,
   type Migration,
   type MigrationStatus,
-  type RestorePolicy,
+  type RegistrySpec,
+  RestorePolicy,
+  type RevealRecord,
   SOURCE_NODE_LABEL,
   VERSION,
 } from "../api/v1alpha1.ts";
+import { agentIdentity, agentName, agentPodSelector } from "../edgenode/agent.ts";
 import type { EdgeNodeController } from "../edgenode/controller.ts";
 import { nodeRuntimeSupport } from "../edgenode/preflight.ts";
+import { podSelection } from "../edgenode/selection.ts";
 import { getCondition, setCondition } from "../kube/conditions.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { SupervisedInformer } from "../kube/informer.ts";
-import { writeMigrationStatus } from "../kube/migration-status.ts";
+import { setMigrationFinalizers, writeMigrationStatus } from "../kube/migration-status.ts";
 import { isConflict, isNotFound, mergePatch } from "../kube/patch.ts";
 import { type QueueMetrics, RequeueError, WorkQueue } from "../kube/workqueue.ts";
+import { AGENT_GRACE_MS, agentCheckDue, agentUnavailable } from "./agent-availability.ts";
 
 export interface MigrationControllerDeps {
   core: CoreV1Api;
@@ -57,10 +67,19 @@ export interface MigrationControllerDeps {
   registry: Registry;
   log: Logger;
   workers: number;
+  /** Where the agents' ServiceAccounts live (status.agentIdentity). */
+  operatorNamespace: string;
   /** How long a restored pod may take to become Ready. */
   restoreTimeoutMs: number;
+  /**
+   * How long cutover may wait for the owner to settle (adopt the restored pod,
+   * remove the surplus original); then the operator settles it itself.
+   */
+  cutoverTimeoutMs: number;
   /** How long the agent may take to report the checkpoint and push. */
   checkpointTimeoutMs: number;
+  /** The edgeshift image: the image-cleanup pod runs it. */
+  cleanupImage: string;
   queueMetrics?: QueueMetrics;
 }
 
@@ -74,10 +93,26 @@ class Failure extends Error {
 }
 
 const DELETION_COST = "controller.kubernetes.io/pod-deletion-cost";
+/** The lowest cost: the ReplicaSet removes this pod first when it has one too many. */
+const LOWEST_COST = "-2147483648";
+/**
+ * Held by the operator on a Migration in flight: deleting it then rolls back
+ * what the operator made (restored and pre-pull pods, the original's deletion
+ * cost) before the object goes. Removed when the Migration ends, so a finished
+ * Migration never waits on the operator.
+ */
+export const CLEANUP_FINALIZER = "edgeshift.dev/cleanup";
+/** After this long past a Migration's end the operator removes images its agent still has not. */
+export const IMAGE_CLEANUP_GRACE_MS = 120_000;
 const migratedNames = (m: Migration) => (m.status?.containers ?? []).map((c) => c.name);
 // Milliseconds kept: steps often take less than a second.
 const iso = (d = new Date()) => d.toISOString();
 const POLL_MS = 500;
+
+/** A pod whose containers have all ended for good: nothing of it is left to move. */
+function podFinished(p: V1Pod): boolean {
+  return p.status?.phase === "Succeeded" || p.status?.phase === "Failed";
+}
 
 function podReady(p: V1Pod | undefined): boolean {
   return p?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
@@ -118,6 +153,42 @@ export function podBroken(p: V1Pod): string | undefined {
   return undefined;
 }
 
+const MIGRATION_RESULTS = ["succeeded", "failed"] as const;
+const MIGRATION_STEPS = ["checkpoint", "push", "restore", "cutover", "total"] as const;
+type MigrationStep = (typeof MIGRATION_STEPS)[number];
+
+/**
+ * The migration controller's metrics, every policy, result and step already
+ * exported at 0: an alert on failures and a rate() see a series before the
+ * first one (Prometheus' "avoid missing metrics").
+ */
+export function migrationMetrics(registry: Registry) {
+  const total = new Counter({
+    name: "edgeshift_migrations_total",
+    help: "Migrations that ended, by policy and result",
+    labelNames: ["policy", "result"],
+    registers: [registry],
+  });
+  const stepSeconds = new Histogram({
+    name: "edgeshift_migration_step_duration_seconds",
+    help: "Duration of each migration step",
+    labelNames: ["step"],
+    buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120],
+    registers: [registry],
+  });
+  const checkpointBytes = new Histogram({
+    name: "edgeshift_checkpoint_size_bytes",
+    help: "Size of checkpoint archives",
+    buckets: [1 << 20, 8 << 20, 32 << 20, 128 << 20, 512 << 20, 2 << 30, 8 << 30],
+    registers: [registry],
+  });
+  for (const policy of Object.values(RestorePolicy)) {
+    for (const result of MIGRATION_RESULTS) total.inc({ policy, result }, 0);
+  }
+  for (const step of MIGRATION_STEPS) stepSeconds.zero({ step });
+  return { total, stepSeconds, checkpointBytes };
+}
+
 /**
  * Runs a Migration from validation to cutover, make-before-break: the original
  * is removed only after the restored pod is Ready. Every step is recorded in
@@ -136,25 +207,10 @@ export class MigrationController {
     this.deps = deps;
     this.log = deps.log.child({ controller: "migration" });
     this.queue = new WorkQueue({ name: "migrations", metrics: deps.queueMetrics, log: this.log });
-    this.total = new Counter({
-      name: "edgeshift_migrations_total",
-      help: "Migrations that ended, by policy and result",
-      labelNames: ["policy", "result"],
-      registers: [deps.registry],
-    });
-    this.stepSeconds = new Histogram({
-      name: "edgeshift_migration_step_duration_seconds",
-      help: "Duration of each migration step",
-      labelNames: ["step"],
-      buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120],
-      registers: [deps.registry],
-    });
-    this.checkpointBytes = new Histogram({
-      name: "edgeshift_checkpoint_size_bytes",
-      help: "Size of checkpoint archives",
-      buckets: [1 << 20, 8 << 20, 32 << 20, 128 << 20, 512 << 20, 2 << 30, 8 << 30],
-      registers: [deps.registry],
-    });
+    const metrics = migrationMetrics(deps.registry);
+    this.total = metrics.total;
+    this.stepSeconds = metrics.stepSeconds;
+    this.checkpointBytes = metrics.checkpointBytes;
   }
 
   enqueue(m: Migration): void {
@@ -173,9 +229,28 @@ export class MigrationController {
   private async reconcile(key: string): Promise<undefined | { requeueAfterMs: number }> {
     const [namespace = "", name = ""] = key.split("/");
     const m = this.deps.migrations.get(name, namespace);
-    if (!m || migrationFinished(m) || m.metadata.deletionTimestamp) return undefined;
+    if (!m) return undefined;
     const log = this.log.child({ key });
+    if (m.metadata.deletionTimestamp) {
+      if (m.metadata.finalizers?.includes(CLEANUP_FINALIZER)) {
+        await this.finalize(m, log);
+        return undefined;
+      }
+      return await this.imagesLeftByAgent(m, log);
+    }
+    if (migrationFinished(m)) {
+      // Ended by an earlier pass whose finalizer removal did not go through.
+      if (m.metadata.finalizers?.includes(CLEANUP_FINALIZER)) {
+        await this.releaseFinalizer(m);
+        return undefined;
+      }
+      return await this.imagesLeftByAgent(m, log);
+    }
     try {
+      if (!m.metadata.finalizers?.includes(CLEANUP_FINALIZER)) {
+        await this.setFinalizers(m, [...(m.metadata.finalizers ?? []), CLEANUP_FINALIZER]);
+        return undefined;
+      }
       switch (m.status?.phase ?? "Pending") {
         case "Pending":
           await this.validate(m, log);
@@ -228,6 +303,16 @@ export class MigrationController {
       throw new Failure(
         "UnsupportedOwner",
         `pods owned by a ${owner.ownerKind} are not migrated (bare pods, Jobs and ReplicaSets are)`,
+      );
+    }
+    // A hand-written Migration obeys the same spec.pods and opt-out as the decision engine.
+    const selected = podSelection(pod, en.spec.pods, this.deps.operatorNamespace);
+    if (!selected.selected) {
+      if (selected.reason === "OptedOut")
+        throw new Failure("OptedOut", `pod ${m.spec.podName} is not migrated: ${selected.message}`);
+      throw new Failure(
+        "NotSelected",
+        `pod ${m.spec.podName} is not one of EdgeNode ${en.metadata.name}'s pods (spec.pods): ${selected.message}`,
       );
     }
     const names = (pod.spec?.containers ?? []).map((c) => c.name);
@@ -309,8 +394,11 @@ export class MigrationController {
     await this.write(m, (s) => {
       s.phase = policy === "checkpoint" ? "Checkpointing" : "Restoring";
       s.edgeNode = en.metadata.name;
+      // Admission lets only this identity, on the source node, write the agent's part.
+      s.agentIdentity = agentIdentity(this.deps.operatorNamespace, en.metadata.name ?? "");
       s.policy = policy;
       s.sourceNode = source;
+      s.sourcePodUID = pod.metadata?.uid;
       s.targetNode = target.node;
       s.containers = containers.map((name) => ({ name }));
       s.timestamps = {
@@ -346,7 +434,6 @@ export class MigrationController {
   /** Why `node` cannot give the pod its volumes (see migration/target/volumes.ts). */
   private async volumeRefusals(pod: V1Pod, node: string): Promise<string[]> {
     const names = claimNames(pod);
-    if (names.length === 0) return [];
     const namespace = pod.metadata?.namespace ?? "";
     const claims = new Map<string, V1PersistentVolumeClaim>();
     const volumes = new Map<string, V1PersistentVolume>();
@@ -408,6 +495,7 @@ export class MigrationController {
       throw new Failure(failed.reason, failed.message);
     }
     if (push?.status === "True") {
+      const images = this.acceptImages(m);
       const t = m.status?.timestamps ?? {};
       if (t.checkpointStarted && t.checkpointed)
         this.observe("checkpoint", t.checkpointStarted, t.checkpointed);
@@ -416,8 +504,21 @@ export class MigrationController {
         if (c.archiveSizeBytes) this.checkpointBytes.observe(c.archiveSizeBytes);
       await this.write(m, (s) => {
         s.phase = "Restoring";
+        s.containers = (s.containers ?? []).map((c) => ({ ...c, image: images[c.name] }));
       });
       return undefined;
+    }
+    if (cp?.status === "True" && m.status?.phase === "Checkpointing") {
+      // Only the operator moves the phase; the agent reports the condition.
+      await this.write(m, (s) => {
+        s.phase = "Pushing";
+      });
+      return { requeueAfterMs: 2000 };
+    }
+    if (agentCheckDue(m, Date.now())) {
+      // Nobody to take the checkpoint: say so now rather than at CheckpointTimeout.
+      const why = await this.agentMissing(m.status?.edgeNode ?? "", m.status?.sourceNode ?? "");
+      if (why) throw new Failure("AgentUnavailable", why);
     }
     const since = Date.parse(m.status?.timestamps?.created ?? "") || Date.now();
     if (Date.now() - since > this.deps.checkpointTimeoutMs) {
@@ -429,12 +530,27 @@ export class MigrationController {
     return { requeueAfterMs: 2000 };
   }
 
+  /**
+   * The checkpoint images a restored pod may run: the Migration's EdgeNode's
+   * repository pinned by the digests the agent reported, nothing else (see
+   * migration/restore/images.ts). Anything else fails with ImageRejected.
+   */
+  private acceptImages(m: Migration): Record<string, string> {
+    const en = this.deps.edgeNodes.ownerOf(m.status?.sourceNode ?? "");
+    const r = checkpointImages(
+      en?.metadata.name === m.status?.edgeNode ? en?.spec.registry?.repository : undefined,
+      m.status?.containers ?? [],
+    );
+    if (!r.ok) throw new Failure("ImageRejected", r.message);
+    return r.images;
+  }
+
   private async restore(
     m: Migration,
     log: Logger,
   ): Promise<{ requeueAfterMs: number } | undefined> {
     const ns = m.metadata.namespace ?? "";
-    const original = await this.readPod(ns, m.spec.podName);
+    const original = this.theOriginal(m, await this.readPod(ns, m.spec.podName));
     if (!original || original.metadata?.deletionTimestamp) {
       throw new Failure(
         "SourcePodGone",
@@ -443,9 +559,13 @@ export class MigrationController {
     }
     const name = restorePodName(m.spec.podName, m.metadata.uid ?? "");
     if (!m.status?.restoredPod) {
-      // Recorded before it is created: a restarted operator finds it by this name.
+      // Recorded before it is created: a restarted operator finds it by this
+      // name, and cutover reveals it to the owner from this record even when
+      // the original is gone by then.
+      const reveal = revealRecord(original);
       await this.write(m, (s) => {
         s.restoredPod = name;
+        if (reveal) s.reveal = reveal;
         s.timestamps = { ...s.timestamps, restoreStarted: iso() };
       });
       return { requeueAfterMs: 0 };
@@ -458,16 +578,14 @@ export class MigrationController {
         const waiting = await this.awaitPrepull(m, original);
         if (waiting) return waiting;
       }
-      const images = Object.fromEntries(
-        (m.status?.containers ?? []).filter((c) => c.image).map((c) => [c.name, c.image ?? ""]),
-      );
+      const images = policy === "checkpoint" ? this.acceptImages(m) : {};
       const owner = ownerKind(original);
       const body = buildRestorePod({
         pod: original,
         migration: m,
         targetNode: m.status?.targetNode ?? "",
         policy,
-        images: policy === "checkpoint" ? images : {},
+        images,
         pullSecret: policy === "checkpoint" ? en?.spec.registry?.secretRef?.name : undefined,
         hideFromOwner: owner.kind === "Job" || owner.kind === "ReplicaSet",
       });
@@ -538,79 +656,179 @@ export class MigrationController {
     return undefined;
   }
 
+  /**
+   * Hands the workload to the restored pod, reveal first: the owner adopts the
+   * restored pod (from the record made when it was created), then the original
+   * goes. A ReplicaSet removes the original itself (it costs the least); a Job's
+   * or a bare pod's original is deleted by uid once the restored pod is
+   * revealed. Whatever happens in between, there is never a moment without a
+   * copy the owner counts, so a crash here makes no owner start the work anew.
+   * Succeeded only once the owner holds the restored pod and the original is
+   * gone; past the cutover deadline the operator settles it (removes the
+   * original) or, when the owner never adopts, fails and rolls back.
+   */
   private async cutOver(
     m: Migration,
     log: Logger,
   ): Promise<{ requeueAfterMs: number } | undefined> {
     const ns = m.metadata.namespace ?? "";
-    const original = await this.readPod(ns, m.spec.podName);
     const restored = await this.readPod(ns, m.status?.restoredPod ?? "");
     if (!restored)
       throw new Failure("CutOverFailed", "the restored pod disappeared before cutover");
-    const owner = original ? ownerKind(original) : { kind: "None" as const };
-    if (original && !original.metadata?.deletionTimestamp) {
-      if (owner.kind === "ReplicaSet") {
-        // The ReplicaSet removes the surplus pod with the lowest deletion cost once it adopts ours.
-        if (original.metadata?.annotations?.[DELETION_COST] !== "-2147483648") {
-          await this.deps.core.patchNamespacedPod(
-            {
-              namespace: ns,
-              name: m.spec.podName,
-              body: { metadata: { annotations: { [DELETION_COST]: "-2147483648" } } },
-            },
-            mergePatch,
-          );
-        }
-      } else {
-        if (
-          owner.kind === "Job" &&
-          original.metadata?.finalizers?.includes(JOB_TRACKING_FINALIZER)
-        ) {
-          // Without its tracking finalizer the Job does not count the removed original as a
-          // failed pod (which could exhaust backoffLimit and fail the whole Job).
-          await this.deps.core.patchNamespacedPod(
-            {
-              namespace: ns,
-              name: m.spec.podName,
-              body: {
-                metadata: {
-                  resourceVersion: original.metadata.resourceVersion,
-                  finalizers: original.metadata.finalizers.filter(
-                    (f) => f !== JOB_TRACKING_FINALIZER,
-                  ),
-                },
-              },
-            },
-            mergePatch,
-          );
-        }
-        // Bare pod and Job: we remove the original; the Job then adopts the restored pod at once.
-        await this.deps.core
-          .deleteNamespacedPod({ namespace: ns, name: m.spec.podName })
-          .catch((err) => {
-            if (!isNotFound(err)) throw err;
-          });
-        log.info({ pod: m.spec.podName }, "Deleted the original pod");
+    if (restored.metadata?.deletionTimestamp)
+      throw new Failure(
+        "CutOverFailed",
+        "the restored pod was deleted (by its owner or by hand) before cutover completed",
+      );
+    const original = this.theOriginal(m, await this.readPod(ns, m.spec.podName));
+    const live = original && !original.metadata?.deletionTimestamp ? original : undefined;
+    const record = m.status?.reveal ?? (original ? revealRecord(original) : undefined);
+    const since = Date.parse(m.status?.timestamps?.restored ?? "") || Date.now();
+    const expired = Date.now() - since > this.deps.cutoverTimeoutMs;
+
+    if (live && record?.ownerKind === "ReplicaSet") await this.setDeletionCost(live);
+    const revealed = await this.reveal(ns, restored, record);
+    if (revealed.metadata?.deletionTimestamp)
+      throw new Failure("CutOverFailed", "the owner removed the restored pod at cutover");
+    if (live) {
+      // A ReplicaSet removes the surplus original itself; past the deadline it
+      // has kept both (scaled up meanwhile): the original goes all the same.
+      if (record?.ownerKind === "ReplicaSet" && !expired) return { requeueAfterMs: POLL_MS };
+      if (record?.ownerKind === "Job") await this.releaseFromJob(live);
+      await this.deleteOriginal(live);
+      log.info({ pod: m.spec.podName, expired }, "Deleted the original pod");
+      if (expired && record?.ownerKind === "ReplicaSet") {
+        await this.event(
+          m,
+          "Warning",
+          "CutOverDeadline",
+          "CutOver",
+          `ReplicaSet ${record.ownerName} kept the original past ${formatDuration(this.deps.cutoverTimeoutMs / 1000)}; removed it`,
+        );
       }
     }
-    const reveal = original ? revealToOwner(restored, original) : undefined;
-    if (reveal && owner.kind !== "None") {
-      await this.deps.core.patchNamespacedPod(
-        { namespace: ns, name: restored.metadata?.name ?? "", body: reveal },
-        mergePatch,
-      );
+    if (record) {
+      const ref = revealed.metadata?.ownerReferences?.find((r) => r.controller === true);
+      if (ref?.uid !== record.ownerUID) {
+        if (expired) {
+          throw new Failure(
+            "CutOverFailed",
+            `${record.ownerKind} ${record.ownerName} did not adopt the restored pod within ${formatDuration(this.deps.cutoverTimeoutMs / 1000)}`,
+          );
+        }
+        return { requeueAfterMs: POLL_MS };
+      }
     }
-    if (original && !original.metadata?.deletionTimestamp) return { requeueAfterMs: POLL_MS };
     const t = iso();
     await this.finish(
       m,
       "Succeeded",
       "CutOver",
-      `running on ${restored.spec?.nodeName} as ${restored.metadata?.name}`,
+      `running on ${restored.spec?.nodeName} as ${restored.metadata?.name}${original ? "" : " (the original had gone before cutover)"}`,
       t,
     );
     if (m.status?.timestamps?.restored) this.observe("cutover", m.status.timestamps.restored, t);
     return undefined;
+  }
+
+  /**
+   * The pod the Migration validated, or undefined when the name is free. A pod
+   * created later under the same name is another workload: the migration
+   * fails and leaves it alone.
+   */
+  private theOriginal(m: Migration, pod: V1Pod | undefined): V1Pod | undefined {
+    const uid = m.status?.sourcePodUID;
+    if (pod && uid && pod.metadata?.uid !== uid) {
+      throw new Failure(
+        "SourcePodReplaced",
+        `pod ${m.spec.podName} was deleted and created again during the migration (uid ${pod.metadata?.uid}, validated ${uid}); the new pod is left alone`,
+      );
+    }
+    // Ended by itself, not by a deletion (ours or its owner's at cutover).
+    if (pod && podFinished(pod) && !pod.metadata?.deletionTimestamp)
+      this.finishedDuringMigration(pod);
+    return pod;
+  }
+
+  private finishedDuringMigration(pod: V1Pod): never {
+    throw new Failure(
+      "SourcePodFinished",
+      `the original pod ${pod.metadata?.name} ended (${pod.status?.phase}) on ${pod.spec?.nodeName} during the migration: nothing is left to move`,
+    );
+  }
+
+  /** Makes the ReplicaSet remove the original first once it adopts the restored pod. */
+  private async setDeletionCost(original: V1Pod): Promise<void> {
+    if (original.metadata?.annotations?.[DELETION_COST] === LOWEST_COST) return;
+    await this.deps.core.patchNamespacedPod(
+      {
+        namespace: original.metadata?.namespace ?? "",
+        name: original.metadata?.name ?? "",
+        body: {
+          metadata: {
+            uid: original.metadata?.uid,
+            annotations: { [DELETION_COST]: LOWEST_COST },
+          },
+        },
+      },
+      mergePatch,
+    );
+  }
+
+  /**
+   * Without its tracking finalizer the Job does not count the removed original
+   * as a failed pod (which could exhaust backoffLimit and fail the whole Job).
+   * The resourceVersion precondition keeps a success the kubelet just reported
+   * from being dropped uncounted.
+   */
+  private async releaseFromJob(original: V1Pod): Promise<void> {
+    const finalizers = original.metadata?.finalizers ?? [];
+    if (!finalizers.includes(JOB_TRACKING_FINALIZER)) return;
+    await this.deps.core.patchNamespacedPod(
+      {
+        namespace: original.metadata?.namespace ?? "",
+        name: original.metadata?.name ?? "",
+        body: {
+          metadata: {
+            resourceVersion: original.metadata?.resourceVersion,
+            finalizers: finalizers.filter((f) => f !== JOB_TRACKING_FINALIZER),
+          },
+        },
+      },
+      mergePatch,
+    );
+  }
+
+  /** Deletes exactly the pod validated: a pod re-created under its name is not touched. */
+  private async deleteOriginal(original: V1Pod): Promise<void> {
+    await this.deps.core
+      .deleteNamespacedPod({
+        namespace: original.metadata?.namespace ?? "",
+        name: original.metadata?.name ?? "",
+        body: { preconditions: { uid: original.metadata?.uid } },
+      })
+      .catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
+  }
+
+  /**
+   * Gives the restored pod its owner's labels back, from the record (idempotent:
+   * nothing is sent when they are already there). Returns the pod as it is now.
+   */
+  private async reveal(
+    ns: string,
+    restored: V1Pod,
+    record: RevealRecord | undefined,
+  ): Promise<V1Pod> {
+    const patch = record
+      ? revealToOwner(restored, { metadata: { labels: record.labels ?? {} } })
+      : undefined;
+    if (!patch) return restored;
+    return await this.deps.core.patchNamespacedPod(
+      { namespace: ns, name: restored.metadata?.name ?? "", body: patch },
+      mergePatch,
+    );
   }
 
   // --- base images on the target ---------------------------------------------------
@@ -685,22 +903,240 @@ export class MigrationController {
       });
   }
 
+  // --- checkpoint images the agent cannot remove -----------------------------------
+
+  /**
+   * The agent that pushed a Migration's images removes them when it ends (they
+   * hold memory) and holds IMAGE_FINALIZER until it has. When it cannot (no
+   * agent of the EdgeNode on the source node, none Ready for AGENT_GRACE_MS,
+   * or the finalizer still there IMAGE_CLEANUP_GRACE_MS after the end: a node
+   * cut off from the registry) the operator runs the image-cleanup pod
+   * (migration/agent/image-cleanup.ts) with the EdgeNode's registry Secret,
+   * then releases the finalizer: deleting a Migration or its namespace never
+   * waits for one edge node to be alive.
+   */
+  private async imagesLeftByAgent(
+    m: Migration,
+    log: Logger,
+  ): Promise<{ requeueAfterMs: number } | undefined> {
+    if (!m.metadata.finalizers?.includes(IMAGE_FINALIZER)) return undefined;
+    const en = this.deps.edgeNodes.edgeNodes.get(m.status?.edgeNode ?? "");
+    const why = en
+      ? await this.agentCannotClean(m, en.metadata.name ?? "")
+      : "its EdgeNode is gone";
+    if (!why) return { requeueAfterMs: AGENT_GRACE_MS / 2 };
+    const digests = (m.status?.containers ?? []).flatMap((c) => (c.digest ? [c.digest] : []));
+    const registry = en?.spec.registry;
+    if (digests.length > 0 && registry?.imageRetention !== "Retain") {
+      if (!registry) {
+        // Without the EdgeNode nothing says which registry account may delete them.
+        await this.event(
+          m,
+          "Warning",
+          "CheckpointImagesLeft",
+          "Cleanup",
+          `${why}: checkpoint images left in the registry for its administrator: ${digests.join(", ")}`,
+        );
+      } else {
+        const done = await this.runImageCleanup(m, registry, digests, why, log);
+        if (done) return done;
+      }
+    }
+    log.info({ why }, "Released the edge agent's image finalizer");
+    await this.setFinalizers(
+      m,
+      (m.metadata.finalizers ?? []).filter((f) => f !== IMAGE_FINALIZER),
+    ).catch((err) => {
+      if (!isNotFound(err)) throw err;
+    });
+    return undefined;
+  }
+
+  /** Why the agent will not remove the images, or undefined while it may. */
+  private async agentCannotClean(m: Migration, edgeNode: string): Promise<string | undefined> {
+    const source = m.status?.sourceNode ?? "";
+    const ended = Date.parse(m.status?.timestamps?.finished ?? "");
+    const since = m.metadata.deletionTimestamp
+      ? Math.min(
+          Date.parse(String(m.metadata.deletionTimestamp)),
+          ended || Number.POSITIVE_INFINITY,
+        )
+      : ended;
+    if (Number.isFinite(since) && Date.now() - since > IMAGE_CLEANUP_GRACE_MS) {
+      return `the edge agent on ${source} has not removed them ${formatDuration(IMAGE_CLEANUP_GRACE_MS / 1000)} after the migration ended`;
+    }
+    return this.agentMissing(edgeNode, source);
+  }
+
+  /** Why no agent of `edgeNode` serves `node` (see agent-availability.ts), or undefined while one may. */
+  private async agentMissing(edgeNode: string, node: string): Promise<string | undefined> {
+    const pods = await this.deps.core.listNamespacedPod({
+      namespace: this.deps.operatorNamespace,
+      labelSelector: formatLabelSelector({ matchLabels: agentPodSelector(edgeNode) }),
+      fieldSelector: `spec.nodeName=${node}`,
+    });
+    return agentUnavailable({
+      pods: pods.items,
+      node,
+      daemonSet: `${this.deps.operatorNamespace}/${agentName(edgeNode)}`,
+      now: Date.now(),
+    });
+  }
+
+  /** Runs the image-cleanup pod to its end; a requeue while it runs, undefined once done. */
+  private async runImageCleanup(
+    m: Migration,
+    registry: RegistrySpec,
+    digests: string[],
+    why: string,
+    log: Logger,
+  ): Promise<{ requeueAfterMs: number } | undefined> {
+    const namespace = this.deps.operatorNamespace;
+    const name = imageCleanupPodName(m.metadata.uid ?? "");
+    const pod = await this.readPod(namespace, name);
+    if (!pod) {
+      await this.deps.core
+        .createNamespacedPod({
+          namespace,
+          body: imageCleanupPod({
+            migration: m,
+            registry,
+            digests,
+            image: this.deps.cleanupImage,
+            namespace,
+          }),
+        })
+        .catch((err) => {
+          if (!isConflict(err)) throw err;
+        });
+      log.info({ pod: name, why }, "Removing checkpoint images in the edge agent's place");
+      return { requeueAfterMs: 2000 };
+    }
+    const phase = pod.status?.phase;
+    if (phase !== "Succeeded" && phase !== "Failed") return { requeueAfterMs: 2000 };
+    await this.deps.core
+      .deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 })
+      .catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
+    if (phase === "Failed") {
+      await this.event(
+        m,
+        "Warning",
+        "CheckpointImageCleanupFailed",
+        "Cleanup",
+        `pod ${namespace}/${name} could not remove the checkpoint images (${pod.status?.reason ?? "failed"}); retrying`,
+      );
+      return { requeueAfterMs: 60_000 };
+    }
+    await this.event(
+      m,
+      "Normal",
+      "CheckpointImagesDeleted",
+      "Cleanup",
+      `${why}: removed ${digests.length} checkpoint image(s) in the edge agent's place`,
+    );
+    return undefined;
+  }
+
   // --- endings ------------------------------------------------------------------
 
   private async fail(m: Migration, f: Failure, log: Logger): Promise<void> {
     log.warn({ reason: f.reason, message: f.message }, "Migration failed");
+    await this.rollBack(m);
+    await this.finish(m, "Failed", f.reason, f.message, iso());
+  }
+
+  /**
+   * Make-before-break undone: the restored and pre-pull pods go, the original
+   * (the validated one, not a pod re-created under its name) stays and loses
+   * the deletion cost cutover gave it.
+   */
+  private async rollBack(m: Migration): Promise<void> {
     const ns = m.metadata.namespace ?? "";
     await this.removePrepull(m);
     const restoredName = m.status?.restoredPod;
     if (restoredName) {
-      // Make-before-break: the restored pod goes, the original stays.
       await this.deps.core
         .deleteNamespacedPod({ namespace: ns, name: restoredName, gracePeriodSeconds: 0 })
         .catch((err) => {
           if (!isNotFound(err)) throw err;
         });
     }
-    await this.finish(m, "Failed", f.reason, f.message, iso());
+    const original = await this.readPod(ns, m.spec.podName);
+    if (
+      original?.metadata?.annotations?.[DELETION_COST] === LOWEST_COST &&
+      (!m.status?.sourcePodUID || original.metadata.uid === m.status.sourcePodUID)
+    ) {
+      await this.deps.core
+        .patchNamespacedPod(
+          {
+            namespace: ns,
+            name: m.spec.podName,
+            body: {
+              metadata: { uid: original.metadata.uid, annotations: { [DELETION_COST]: null } },
+            },
+          },
+          mergePatch,
+        )
+        .catch((err) => {
+          if (!isNotFound(err) && !isConflict(err)) throw err;
+        });
+    }
+  }
+
+  /**
+   * A Migration deleted in flight: roll back unless cutover has already removed
+   * the original, in which case the restored pod is the workload and is handed
+   * to its owner rather than left hidden. Then the finalizer goes.
+   */
+  private async finalize(m: Migration, log: Logger): Promise<void> {
+    if (!migrationFinished(m)) {
+      const ns = m.metadata.namespace ?? "";
+      const found = await this.readPod(ns, m.spec.podName);
+      const uid = m.status?.sourcePodUID;
+      const originalLive =
+        found && !found.metadata?.deletionTimestamp && (!uid || found.metadata?.uid === uid);
+      const restored = m.status?.restoredPod
+        ? await this.readPod(ns, m.status.restoredPod)
+        : undefined;
+      if (!originalLive && restored && m.status?.phase === "CuttingOver") {
+        await this.reveal(ns, restored, m.status?.reveal);
+        log.info(
+          { pod: restored.metadata?.name },
+          "Migration deleted after the original went: kept the restored pod",
+        );
+      } else {
+        await this.rollBack(m);
+        log.info("Migration deleted in flight: rolled back");
+      }
+      await this.event(
+        m,
+        "Warning",
+        "MigrationDeleted",
+        "Finalize",
+        originalLive || !restored || m.status?.phase !== "CuttingOver"
+          ? `deleted during ${m.status?.phase ?? "Pending"}: the restored pod was removed, the original runs on`
+          : `deleted during cutover after the original had gone: ${restored.metadata?.name} runs on`,
+      );
+    }
+    await this.releaseFinalizer(m);
+  }
+
+  private async releaseFinalizer(m: Migration): Promise<void> {
+    const finalizers = m.metadata.finalizers ?? [];
+    if (!finalizers.includes(CLEANUP_FINALIZER)) return;
+    await this.setFinalizers(
+      m,
+      finalizers.filter((f) => f !== CLEANUP_FINALIZER),
+    ).catch((err) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+
+  /** The whole list with the read's resourceVersion: the agent's finalizer is never lost. */
+  private setFinalizers(m: Migration, finalizers: string[]): Promise<Migration> {
+    return setMigrationFinalizers(this.deps.custom, m, finalizers);
   }
 
   private async finish(
@@ -714,7 +1150,7 @@ export class MigrationController {
       Date.parse(m.status?.timestamps?.created ?? m.metadata.creationTimestamp?.toString() ?? "") ||
       Date.parse(at);
     const seconds = Math.max(0, (Date.parse(at) - created) / 1000);
-    await this.write(m, (s) => {
+    const ended = await this.write(m, (s) => {
       s.phase = phase;
       s.message = message;
       s.failureReason = phase === "Failed" ? reason : undefined;
@@ -743,9 +1179,12 @@ export class MigrationController {
       "Finish",
       message,
     );
+    // Ended: nothing of the operator's is left to clean up (a conflict is retried
+    // by the next pass, which finds the Migration finished).
+    await this.releaseFinalizer(ended);
   }
 
-  private observe(step: string, from: string, to: string): void {
+  private observe(step: MigrationStep, from: string, to: string): void {
     const s = (Date.parse(to) - Date.parse(from)) / 1000;
     if (Number.isFinite(s) && s >= 0) this.stepSeconds.observe({ step }, s);
   }
@@ -774,8 +1213,8 @@ export class MigrationController {
     );
   }
 
-  private async write(m: Migration, mutate: (s: MigrationStatus) => void): Promise<void> {
-    await writeMigrationStatus(this.deps.custom, m, (s) => {
+  private async write(m: Migration, mutate: (s: MigrationStatus) => void): Promise<Migration> {
+    return await writeMigrationStatus(this.deps.custom, m, (s) => {
       mutate(s);
       s.observedGeneration = m.metadata.generation;
     });

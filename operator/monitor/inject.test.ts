@@ -1,6 +1,14 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
-import { eligibility, missingMonitors, monitoredContainers, monitorName } from "./inject.ts";
+import {
+  eligibility,
+  MONITOR_UID,
+  missingMonitors,
+  monitoredContainers,
+  monitorName,
+} from "./inject.ts";
 
 const node: V1Node = { status: { allocatable: { cpu: "4", memory: "8Gi" } } };
 const settings = { image: "img:1", natsUrl: "nats://n:4222", intervalSeconds: 2 };
@@ -79,6 +87,31 @@ describe("missingMonitors", () => {
       key: "app",
     });
     expect(env(0, "EDGESHIFT_SIGNING_KEY")?.value).toBeUndefined();
+  });
+
+  it("carries every field Pod Security restricted checks, as the image's own non-root user", () => {
+    // A pod running as root must not hand its user to the monitor.
+    const p = pod({
+      spec: {
+        ...pod().spec,
+        containers: pod().spec?.containers ?? [],
+        securityContext: { runAsUser: 0 },
+      },
+    });
+    for (const m of missingMonitors(p, node, settings)) {
+      expect(m.securityContext).toEqual({
+        runAsNonRoot: true,
+        runAsUser: MONITOR_UID,
+        runAsGroup: MONITOR_UID,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+        seccompProfile: { type: "RuntimeDefault" },
+      });
+    }
+    // The kubelet checks runAsNonRoot against this user, which the image must also run as.
+    const dockerfile = readFileSync(resolve(import.meta.dirname, "../../Dockerfile"), "utf8");
+    expect(dockerfile).toMatch(new RegExp(`^USER ${MONITOR_UID}:${MONITOR_UID}$`, "m"));
   });
 
   it("adds nothing for containers that already have their monitor", () => {

@@ -1,41 +1,32 @@
 import { createHash } from "node:crypto";
 import type { V1EphemeralContainer, V1Node, V1Pod } from "@kubernetes/client-node";
-import { matchesLabelSelector } from "../api/labels.ts";
-import { MIGRATE_ANNOTATION, type PodSelection } from "../api/v1alpha1.ts";
+import type { PodSelection } from "../api/v1alpha1.ts";
+import { podSelection } from "../edgenode/selection.ts";
 import { parseQuantity } from "../kube/quantity.ts";
 import { monitorSecretName } from "./keys.ts";
 
 export const MONITOR_PREFIX = "edgeshift-mon-";
-export const PART_OF_LABEL = "app.kubernetes.io/part-of";
+/**
+ * The monitor's user and group: the image's numeric USER (Dockerfile). Set on
+ * the container, not inherited, so a pod whose own runAsUser is 0 still gets a
+ * non-root monitor instead of one the kubelet refuses under runAsNonRoot.
+ */
+export const MONITOR_UID = 65532;
 
-/** Why a pod is or is not watched; pure, so the rules are unit-tested. */
+/**
+ * Why a pod is or is not watched: a Running pod, not terminating, that its
+ * EdgeNode manages (edgenode/selection.ts, the rules a Migration obeys too).
+ * Pure, so the rules are unit-tested.
+ */
 export function eligibility(
   pod: V1Pod,
   selection: PodSelection | undefined,
   operatorNamespace: string,
 ): { eligible: true } | { eligible: false; reason: string } {
-  const md = pod.metadata ?? {};
-  const ns = md.namespace ?? "";
-  if (md.deletionTimestamp) return { eligible: false, reason: "terminating" };
+  if (pod.metadata?.deletionTimestamp) return { eligible: false, reason: "terminating" };
   if (pod.status?.phase !== "Running") return { eligible: false, reason: "not running" };
-  if (md.annotations?.[MIGRATE_ANNOTATION] === "false")
-    return { eligible: false, reason: "opted out" };
-  if (md.annotations?.["kubernetes.io/config.mirror"])
-    return { eligible: false, reason: "static pod" };
-  if (md.ownerReferences?.some((o) => o.kind === "DaemonSet"))
-    return { eligible: false, reason: "DaemonSet pod" };
-  if (ns === operatorNamespace || md.labels?.[PART_OF_LABEL] === "edgeshift") {
-    return { eligible: false, reason: "edgeshift's own pod" };
-  }
-  if (selection?.namespaces?.length && !selection.namespaces.includes(ns)) {
-    return { eligible: false, reason: "namespace not selected" };
-  }
-  if (selection?.excludeNamespaces?.includes(ns))
-    return { eligible: false, reason: "namespace excluded" };
-  if (selection?.selector && !matchesLabelSelector(selection.selector, md.labels ?? {})) {
-    return { eligible: false, reason: "labels not selected" };
-  }
-  return { eligible: true };
+  const selected = podSelection(pod, selection, operatorNamespace);
+  return selected.selected ? { eligible: true } : { eligible: false, reason: selected.message };
 }
 
 /** Deterministic ephemeral container name for the monitor of `container` (a DNS label). */
@@ -97,10 +88,19 @@ export function missingMonitors(
           valueFrom: { secretKeyRef: { name: monitorSecretName(uid), key: c.name } },
         },
       ],
+      // Pod Security "restricted" checks ephemeral containers too, and a pod
+      // may satisfy it container by container with no pod-level settings to
+      // inherit: the monitor carries every field itself. It needs no privilege:
+      // /proc/<pid>/stat, status and cgroup and the cgroup's cpu.stat,
+      // memory.current and memory.stat are world-readable.
       securityContext: {
+        runAsNonRoot: true,
+        runAsUser: MONITOR_UID,
+        runAsGroup: MONITOR_UID,
         allowPrivilegeEscalation: false,
         readOnlyRootFilesystem: true,
         capabilities: { drop: ["ALL"] },
+        seccompProfile: { type: "RuntimeDefault" },
       },
     });
   }

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -330,16 +330,29 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         "-f",
         join(repoRoot, "crds"),
       ]);
-      await run(kubectl, [
-        "--kubeconfig",
-        kubeconfig,
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "-l",
-        "app.kubernetes.io/part-of=edgeshift",
-      ]);
+      // Polled rather than `kubectl wait`, which fails outright when it reads a CRD
+      // before the API server has set any condition on it.
+      const crdCount = (await readdir(join(repoRoot, "crds"))).filter((f) =>
+        f.endsWith(".yaml"),
+      ).length;
+      await waitUntil(
+        "the edgeshift CRDs to be Established",
+        async () => {
+          const { stdout } = await run(kubectl, [
+            "--kubeconfig",
+            kubeconfig,
+            "get",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=edgeshift",
+            "-o",
+            'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}',
+          ]);
+          const states = stdout.split("\n").filter(Boolean);
+          return states.length === crdCount && states.every((x) => x === "True") ? true : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 200 },
+      );
       log("Installed the edgeshift CRDs");
     }
 

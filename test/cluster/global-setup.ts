@@ -1,11 +1,14 @@
 import type { TestProject } from "vitest/node";
 import { type Cluster, startCluster } from "./cluster.ts";
+import { ensureHelm } from "./helm.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     kubeconfig: string;
     kubeServer: string;
     kubectl: string;
+    /** The helm binary (test/cluster/build-helm.sh). */
+    helm: string;
     kubeVersion: string;
     natsUrl: string;
     registry: { host: string; url: string; username: string; password: string };
@@ -29,6 +32,7 @@ export async function setup(project: TestProject): Promise<void> {
   project.provide("kubeconfig", cluster.kubeconfig);
   project.provide("kubeServer", cluster.server);
   project.provide("kubectl", cluster.kubectl);
+  project.provide("helm", await ensureHelm());
   project.provide("kubeVersion", cluster.versions.kubernetes);
   project.provide("natsUrl", cluster.natsUrl ?? "");
   if (cluster.registry) project.provide("registry", cluster.registry);

@@ -6,7 +6,10 @@
 # mode), the CNI plugins, a static busybox and buildah (their images), socat
 # (port forwarding) and iproute2 (their network). Go comes with this kind of
 # machine; build-binaries.sh and build-node-binaries.sh use it with the Go
-# module proxy.
+# module proxy. Prometheus and promtool (the alert rules' tests, the live
+# Prometheus on the real nodes) come from Debian's package too, unpacked into
+# the cache rather than installed: install-prometheus.sh, which .ci/run calls
+# (the demo does not need them).
 set -euo pipefail
 pkgs=(nats-server docker-registry apache2-utils skopeo openssl util-linux ca-certificates curl
   iptables conntrack containernetworking-plugins busybox-static buildah socat iproute2)

@@ -869,6 +869,36 @@ const invalid: Invalid[] = [
     message: '"Done": supported values: "Pending", "Checkpointing"',
   },
   {
+    name: "kubeletTLS CABundle without caBundle",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.kubeletTLS = { mode: "CABundle" };
+    },
+    field: "spec.kubeletTLS",
+    reason: "Invalid value",
+    message: "caBundle is required with mode CABundle and allowed only with it",
+  },
+  {
+    name: "kubeletTLS NodeSelfSigned with a caBundle",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.kubeletTLS = { mode: "NodeSelfSigned", caBundle: { configMapName: "ca" } };
+    },
+    field: "spec.kubeletTLS",
+    reason: "Invalid value",
+    message: "caBundle is required with mode CABundle and allowed only with it",
+  },
+  {
+    name: "kubeletTLS unknown mode",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.kubeletTLS = { mode: bad("Insecure") };
+    },
+    field: "spec.kubeletTLS.mode",
+    reason: "Unsupported value",
+    message: '"Insecure"',
+  },
+  {
     name: "malformed image digest in Migration status",
     kind: "Migration",
     status: { containers: [{ name: "ingest", digest: "sha256" }] },

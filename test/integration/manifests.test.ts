@@ -18,7 +18,11 @@ import {
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import type { EdgeNode } from "../../operator/api/v1alpha1.ts";
-import { agentDaemonSet } from "../../operator/edgenode/agent.ts";
+import {
+  agentClusterRoleBinding,
+  agentDaemonSet,
+  agentServiceAccount,
+} from "../../operator/edgenode/agent.ts";
 import { ignoreNotFound, isNotFound, kubeClients, uniqueName, waitFor } from "../support/kube.ts";
 import { repoRoot } from "../support/operator.ts";
 
@@ -152,7 +156,6 @@ describe("install bundle", () => {
       [
         "ClusterRole/edgeshift-agent",
         "ClusterRole/edgeshift-operator",
-        "ClusterRoleBinding/edgeshift-agent",
         "ClusterRoleBinding/edgeshift-operator",
         "CustomResourceDefinition/edgenodes.edgeshift.dev",
         "ConfigMap/edgeshift-system/edgeshift-nats",
@@ -165,8 +168,9 @@ describe("install bundle", () => {
         "RoleBinding/edgeshift-system/edgeshift-operator-leader-election",
         "Service/edgeshift-system/edgeshift-nats",
         "Service/edgeshift-system/edgeshift-operator-metrics",
-        "ServiceAccount/edgeshift-system/edgeshift-agent",
         "ServiceAccount/edgeshift-system/edgeshift-operator",
+        "ValidatingAdmissionPolicy/edgeshift-agent-writes",
+        "ValidatingAdmissionPolicyBinding/edgeshift-agent-writes",
       ].sort(),
     );
     // kustomize orders the Namespace before what lives in it, so one apply works on a fresh cluster.
@@ -412,6 +416,7 @@ const RESOURCES: [string, string, boolean][] = [
   ["apps", "deployments", true],
   ["batch", "jobs", true],
   ["rbac.authorization.k8s.io", "clusterroles", false],
+  ["rbac.authorization.k8s.io", "clusterrolebindings", false],
   ["rbac.authorization.k8s.io", "rolebindings", true],
   ["*", "*", true],
 ];
@@ -503,7 +508,7 @@ describe("RBAC (SubjectAccessReview as each ServiceAccount)", () => {
     const want = expected([
       [["list", "watch"], "edgeshift.dev", "edgenodes", "*"],
       [["patch"], "edgeshift.dev", "edgenodes/status", "*"],
-      [["list", "watch", "create", "patch"], "edgeshift.dev", "migrations", "*"],
+      [["list", "watch", "create", "patch", "delete"], "edgeshift.dev", "migrations", "*"],
       [["patch"], "edgeshift.dev", "migrations/status", "*"],
       [["list", "watch"], "", "nodes", "*"],
       [["get", "list", "watch", "create", "patch", "delete"], "", "pods", "*"],
@@ -514,8 +519,34 @@ describe("RBAC (SubjectAccessReview as each ServiceAccount)", () => {
       [["create"], "events.k8s.io", "events", "*"],
       [["get", "create", "update"], "coordination.k8s.io", "leases", NS],
       [["create", "patch"], "apps", "daemonsets", NS],
+      // Each EdgeNode's agent identity.
+      [["create", "patch"], "", "serviceaccounts", NS],
+      [["create", "patch"], "rbac.authorization.k8s.io", "clusterrolebindings", "*"],
     ]);
     expect(sorted(allowed)).toEqual(sorted(want));
+  });
+
+  it("lets the operator bind the agent's ClusterRole and no other", async () => {
+    const can = async (name: string) =>
+      (
+        await authz.createSubjectAccessReview({
+          body: {
+            spec: {
+              user: `system:serviceaccount:${NS}:edgeshift-operator`,
+              groups: ["system:serviceaccounts", `system:serviceaccounts:${NS}`],
+              resourceAttributes: {
+                group: "rbac.authorization.k8s.io",
+                resource: "clusterroles",
+                verb: "bind",
+                name,
+              },
+            },
+          },
+        })
+      ).status?.allowed ?? false;
+    expect(await can("edgeshift-agent")).toBe(true);
+    for (const other of ["edgeshift-operator", "cluster-admin", "admin"])
+      expect(await can(other), other).toBe(false);
   });
 
   it("denies the operator node proxy, exec, reading Secrets and anything outside its grants", async () => {
@@ -543,8 +574,21 @@ describe("RBAC (SubjectAccessReview as each ServiceAccount)", () => {
     for (const d of denied) expect(asked.has(d), `${d} is in the matrix`).toBe(true);
   });
 
-  it("gives the agent only checkpoints and its Migrations", async () => {
-    const allowed = await allowedFor("edgeshift-agent");
+  it("gives an EdgeNode's agent, through the identity the operator makes for it, only checkpoints and its Migrations", async () => {
+    // What the operator applies for an EdgeNode (without the owner reference,
+    // which would need the EdgeNode to exist).
+    const en = { metadata: { name: "rbac-edge" }, spec: {} } as unknown as EdgeNode;
+    const sa = agentServiceAccount(en, { namespace: NS });
+    const crb = agentClusterRoleBinding(en, { namespace: NS });
+    for (const o of [sa, crb]) {
+      delete o.metadata?.ownerReferences;
+      if (!(await exists(o as KubernetesObject))) created.push(o as KubernetesObject);
+    }
+    await kubectlOk(["apply", "--server-side", "-f", "-"], JSON.stringify(sa));
+    await kubectlOk(["apply", "--server-side", "-f", "-"], JSON.stringify(crb));
+    const allowed = await allowedFor(sa.metadata?.name ?? "");
+    // The identity exists only through the binding the operator makes.
+    expect(sorted(await allowedFor("edgeshift-agent"))).toEqual([]);
     const want = expected([
       [["create"], "", "nodes/checkpoint", "*"],
       // patch: its finalizer, so checkpoint images leave the registry before the Migration goes.

@@ -370,8 +370,26 @@ describe("operator core", () => {
       ds.spec?.template.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
         ?.nodeSelectorTerms,
     ).toEqual([{ matchExpressions: [{ key: GROUP_LABEL, operator: "In", values: ["pf"] }] }]);
-    expect(ds.spec?.template.spec?.serviceAccountName).toBe("edgeshift-agent");
-    // The real garbage collector removes it with its EdgeNode.
+    // An identity of its own, bound to the agent's ClusterRole, owned by the EdgeNode too.
+    expect(ds.spec?.template.spec?.serviceAccountName).toBe("edgeshift-agent-pf-edge");
+    const rbac = c.kc.makeApiClient(
+      (await import("@kubernetes/client-node")).RbacAuthorizationV1Api,
+    );
+    const sa = await c.core.readNamespacedServiceAccount({
+      namespace: OPERATOR_NAMESPACE,
+      name: "edgeshift-agent-pf-edge",
+    });
+    const crb = await rbac.readClusterRoleBinding({ name: "edgeshift-agent-pf-edge" });
+    for (const o of [sa, crb])
+      expect(o.metadata?.ownerReferences?.[0]).toMatchObject({
+        kind: "EdgeNode",
+        uid: en2.metadata.uid,
+      });
+    expect(crb.roleRef.name).toBe("edgeshift-agent");
+    expect(crb.subjects).toEqual([
+      { kind: "ServiceAccount", name: "edgeshift-agent-pf-edge", namespace: OPERATOR_NAMESPACE },
+    ]);
+    // The real garbage collector removes them with their EdgeNode.
     await c.custom.deleteClusterCustomObject({
       group: GROUP,
       version: VERSION,
@@ -388,6 +406,23 @@ describe("operator core", () => {
           })
           .then(() => undefined)
           .catch(() => true),
+      { timeoutMs: 30_000 },
+    );
+    await waitUntil(
+      "the agent's identity to be collected",
+      async () =>
+        rbac
+          .readClusterRoleBinding({ name: "edgeshift-agent-pf-edge" })
+          .then(() => undefined)
+          .catch(() =>
+            c.core
+              .readNamespacedServiceAccount({
+                namespace: OPERATOR_NAMESPACE,
+                name: "edgeshift-agent-pf-edge",
+              })
+              .then(() => undefined)
+              .catch(() => true),
+          ),
       { timeoutMs: 30_000 },
     );
   });

@@ -121,7 +121,8 @@ describe("checkpoint policy across operator crashes, real nodes", () => {
         false,
     );
     expect(m.status?.conditions?.find((c) => c.type === "ImagePushed")?.status).toBe("True");
-    expect(m.status?.phase).toBe("Pushing");
+    // Only the operator moves the phase (admission refuses it the agent).
+    expect(m.status?.phase).toBe("Checkpointing");
     expect(await podsWith(NS(), RESTORED("ck-counter"))).toEqual([]);
 
     // 2. After the push: a leader takes over, and is killed as soon as it acts.

@@ -6,7 +6,7 @@
 // kube-controller-manager the ReplicaSet, Job and garbage collector, the real
 // scheduler places the restored pod. Workloads are pinned to edge-1 by
 // spec.nodeName, which the restored pod drops for a node affinity to the target.
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { CoordinationV1Api, type V1Pod, Watch } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
@@ -20,6 +20,7 @@ import {
 } from "../../operator/api/v1alpha1.ts";
 import { waitUntil } from "../cluster/process.ts";
 import * as moves from "./moves.ts";
+import { containerPids } from "./node-control.ts";
 import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
 const SYSTEM = "edgeshift-system";
@@ -44,24 +45,9 @@ async function migrate(name: string, spec: MigrationSpec, timeoutMs?: number): P
   return awaitMigration(name, timeoutMs);
 }
 
-async function live(labelSelector: string): Promise<V1Pod[]> {
-  return (await clients().core.listNamespacedPod({ namespace: ns(), labelSelector })).items.filter(
-    (p) => !p.metadata?.deletionTimestamp,
-  );
-}
-
-async function gone(name: string): Promise<void> {
-  await waitUntil(
-    `pod ${name} to be gone`,
-    async () =>
-      (await clients()
-        .core.readNamespacedPod({ namespace: ns(), name })
-        .catch(() => undefined))
-        ? undefined
-        : true,
-    { timeoutMs: 90_000, intervalMs: 250 },
-  );
-}
+const live = (labelSelector: string) => moves.podsOf(ns(), labelSelector);
+const gone = (name: string) => moves.gone(ns(), name);
+const podRecorder = () => moves.podRecorder(ns());
 
 /** A pod template pinned to edge-1, running `script` in busybox as root. */
 function template(app: string, script: string, restartPolicy = "Always") {
@@ -81,38 +67,6 @@ function deployment(name: string) {
     kind: "Deployment",
     metadata: { name, namespace: ns(), labels: { test: "cutover" } },
     spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: template(name, IDLE) },
-  };
-}
-
-/**
- * Every pod of the namespace the API server reports from now on, by uid, with
- * the owner it had when first seen: what an owner created during a cutover,
- * however briefly it lived.
- */
-async function podRecorder() {
-  const seen = new Map<string, { name: string; owner?: string }>();
-  const { kc } = clients();
-  const abort = await new Watch(kc).watch(
-    `/api/v1/namespaces/${ns()}/pods`,
-    {},
-    (_type, pod: V1Pod) => {
-      const uid = pod.metadata?.uid ?? "";
-      if (!seen.has(uid)) {
-        const o = pod.metadata?.ownerReferences?.find((r) => r.controller);
-        seen.set(uid, {
-          name: pod.metadata?.name ?? "",
-          owner: o ? `${o.kind}/${o.name}` : undefined,
-        });
-      }
-    },
-    () => {},
-  );
-  return {
-    /** Names of the pods first seen with `owner` (Kind/name) as their controller. */
-    createdBy: (owner: string) =>
-      [...seen.values()].filter((p) => p.owner === owner).map((p) => p.name),
-    names: () => [...seen.values()].map((p) => p.name),
-    stop: () => abort.abort(),
   };
 }
 
@@ -168,18 +122,6 @@ async function operatorSettled(): Promise<{ leader: string; pods: V1Pod[] }> {
     },
     { timeoutMs: 120_000, intervalMs: 500 },
   );
-}
-
-/** Host pids of a container's processes: those whose cgroup path names its id. */
-async function containerPids(containerId: string): Promise<number[]> {
-  const id = containerId.replace(/^\w+:\/\//, "");
-  const pids: number[] = [];
-  for (const d of await readdir("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    const cg = await readFile(`/proc/${d}/cgroup`, "utf8").catch(() => "");
-    if (cg.includes(id)) pids.push(Number(d));
-  }
-  return pids;
 }
 
 /** Every file of the checkpoint registry's storage: what any push would add to. */
@@ -342,7 +284,7 @@ describe("cutover on real nodes", () => {
     const leaderPod = await clients().core.readNamespacedPod({ namespace: SYSTEM, name: leader });
     const containerId = leaderPod.status?.containerStatuses?.[0]?.containerID ?? "";
     const restartsBefore = leaderPod.status?.containerStatuses?.[0]?.restartCount ?? 0;
-    const pids = await containerPids(containerId);
+    const pids = await containerPids(containerId.replace(/^\w+:\/\//, ""));
     expect(pids.length, `processes of ${leader} (${containerId})`).toBeGreaterThan(0);
 
     await apply(deployment("cut-web2"));

@@ -47,6 +47,16 @@ async function download(): Promise<{ bytesPerSecond: number; size: number } | un
   return { bytesPerSecond: speed ?? 0, size: size ?? 0 };
 }
 
+/** The fastest of three downloads (the link is not shaped: a busy machine, not the link, sets the pace). */
+async function fastest(): Promise<{ bytesPerSecond: number; size: number }> {
+  let best = { bytesPerSecond: 0, size: 0 };
+  for (let i = 0; i < 3; i++) {
+    const d = await download();
+    if (d && d.bytesPerSecond > best.bytesPerSecond) best = d;
+  }
+  return best;
+}
+
 describe("edge link", () => {
   afterEach(async () => {
     await edge().heal();
@@ -54,16 +64,20 @@ describe("edge link", () => {
   });
 
   it("is shaped to a bandwidth and back", async () => {
-    const plain = await download();
+    const plain = await fastest();
     await edge().shape(20);
     const shaped = await download();
     await edge().unshape();
-    const again = await download();
-    expect(plain?.size).toBeGreaterThan(1 << 20);
-    // 20 Mbit/s is 2.5 MB/s; the unshaped veth carries far more.
+    const again = await fastest();
+    expect(plain.size).toBeGreaterThan(1 << 20);
+    // 20 Mbit/s is 2.5 MB/s. The unshaped veth carries far more on an idle
+    // machine (hundreds of MB/s), but under a full CI run the registry's share
+    // of two busy cores was seen as low as 8.6 MB/s: the claims are that the
+    // shaper caps the rate and that removing it lifts the cap, so the unshaped
+    // figure is the best of three and need only be twice the shaped one.
     expect(shaped?.bytesPerSecond).toBeLessThan(2.5e6 * 1.2);
-    expect(plain?.bytesPerSecond).toBeGreaterThan((shaped?.bytesPerSecond ?? 0) * 4);
-    expect(again?.bytesPerSecond).toBeGreaterThan((shaped?.bytesPerSecond ?? 0) * 4);
+    expect(plain.bytesPerSecond).toBeGreaterThan((shaped?.bytesPerSecond ?? 0) * 2);
+    expect(again.bytesPerSecond).toBeGreaterThan((shaped?.bytesPerSecond ?? 0) * 2);
   });
 
   it("is cut (a partition) and healed", async () => {

@@ -2,7 +2,7 @@
 // through the API, containers' logs through `kubectl logs`, a sampler of a
 // workload's progress while it moves, and per-test cleanup that waits until
 // everything is gone.
-import type { V1Pod } from "@kubernetes/client-node";
+import { type V1Pod, Watch } from "@kubernetes/client-node";
 import { migrationFinished } from "../../operator/api/status.ts";
 import {
   GROUP,
@@ -110,6 +110,52 @@ export async function podsOf(namespace: string, labelSelector: string): Promise<
   return (await clients().core.listNamespacedPod({ namespace, labelSelector })).items.filter(
     (p) => !p.metadata?.deletionTimestamp,
   );
+}
+
+/** Waits until no pod of that name exists (not even terminating). */
+export async function gone(namespace: string, name: string): Promise<void> {
+  await waitUntil(
+    `pod ${name} to be gone`,
+    async () =>
+      (await clients()
+        .core.readNamespacedPod({ namespace, name })
+        .catch(() => undefined))
+        ? undefined
+        : true,
+    { timeoutMs: 90_000, intervalMs: 250 },
+  );
+}
+
+/**
+ * Every pod of the namespace the API server reports from now on, by uid, with
+ * the owner it had when first seen: what an owner created during a cutover,
+ * however briefly it lived.
+ */
+export async function podRecorder(namespace: string) {
+  const seen = new Map<string, { name: string; owner?: string }>();
+  const { kc } = clients();
+  const abort = await new Watch(kc).watch(
+    `/api/v1/namespaces/${namespace}/pods`,
+    {},
+    (_type, pod: V1Pod) => {
+      const uid = pod.metadata?.uid ?? "";
+      if (!seen.has(uid)) {
+        const o = pod.metadata?.ownerReferences?.find((r) => r.controller);
+        seen.set(uid, {
+          name: pod.metadata?.name ?? "",
+          owner: o ? `${o.kind}/${o.name}` : undefined,
+        });
+      }
+    },
+    () => {},
+  );
+  return {
+    /** Names of the pods first seen with `owner` (Kind/name) as their controller. */
+    createdBy: (owner: string) =>
+      [...seen.values()].filter((p) => p.owner === owner).map((p) => p.name),
+    names: () => [...seen.values()].map((p) => p.name),
+    stop: () => abort.abort(),
+  };
 }
 
 /**

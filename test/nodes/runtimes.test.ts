@@ -15,11 +15,10 @@ import {
   EDGENODE_PLURAL,
   type EdgeNode,
   GROUP,
-  MIGRATE_ANNOTATION,
   type NodeRuntimeStatus,
   VERSION,
 } from "../../operator/api/v1alpha1.ts";
-import { AGENT_SERVICE_ACCOUNT } from "../../operator/edgenode/agent.ts";
+import { agentName } from "../../operator/edgenode/agent.ts";
 import { CHECKPOINT_RESTORE_ANNOTATION } from "../../operator/edgenode/preflight.ts";
 import { SYSTEM_NAMESPACE } from "../cluster/bundle.ts";
 import { nodeHandle } from "../cluster/nodes.ts";
@@ -44,9 +43,11 @@ const tolerateTestNodes = [{ key: RUNTIME_TEST_TAINT, operator: "Exists", effect
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done';
 
 /**
- * A root busybox pod (CRIU dumps only root's processes here) the decision
- * engine leaves alone; `tolerate` lets it (and its restored copy) onto the
- * tainted cloud-norestore, for the tests that ask for that node by name.
+ * A root busybox pod (CRIU dumps only root's processes here) that the EdgeNode
+ * selects, as a hand-written Migration requires, and that the decision engine
+ * leaves alone: its scripts sleep between lines, far below the CPU trigger.
+ * `tolerate` lets it (and its restored copy) onto the tainted cloud-norestore,
+ * for the tests that ask for that node by name.
  */
 function pod(name: string, node: string, script: string, tolerate = false): object {
   return {
@@ -56,7 +57,6 @@ function pod(name: string, node: string, script: string, tolerate = false): obje
       name,
       namespace: ns(),
       labels: { app: name, test: ID },
-      annotations: { [MIGRATE_ANNOTATION]: "false" },
     },
     spec: {
       nodeName: node,
@@ -159,9 +159,9 @@ describe("runtimes that cannot checkpoint or restore, on real nodes", () => {
     const node = await clients().core.readNode({ name: OLD });
     expect(node.status?.nodeInfo?.containerRuntimeVersion).toMatch(/^containerd:\/\/v?1\.7\.35$/);
 
-    // What the agent on edge-old holds: its ServiceAccount's token (create nodes/checkpoint).
+    // What the agent on edge-old holds: its EdgeNode's ServiceAccount's token (create nodes/checkpoint).
     const tr = await clients().core.createNamespacedServiceAccountToken({
-      name: AGENT_SERVICE_ACCOUNT,
+      name: agentName(cluster().edgeNode),
       namespace: SYSTEM_NAMESPACE,
       body: { spec: { expirationSeconds: 600, audiences: [] } },
     });
@@ -275,7 +275,6 @@ describe("runtimes that cannot checkpoint or restore, on real nodes", () => {
           template: {
             metadata: {
               labels: { ...job.metadata.labels, app: "rt-old-job" },
-              annotations: { [MIGRATE_ANNOTATION]: "false" },
             },
             spec: { ...job.spec, restartPolicy: "Never" },
           },

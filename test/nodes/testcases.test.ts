@@ -1,16 +1,25 @@
 // The three test-case Jobs of manifests/examples/ end to end on the real nodes.
 // Each Job is loaded from its YAML and adapted only to this cluster (namespace,
 // pod put on edge-1, shorter runs through the env the workloads read, uid 0
-// where CRIU could not dump another user's process here, and the opt-out
-// annotation so the decision engine leaves it to the hand-written Migration).
+// where CRIU could not dump another user's process here). The pods stay ones
+// the EdgeNode selects (a hand-written Migration obeys spec.pods and the
+// opt-out annotation, as the decision engine does); the engine, which would
+// move these CPU-bound Jobs by itself, is kept away by triggers out of reach
+// for the length of this file (see holdDecisions).
 // A Migration with the policy the test case names moves it to cloud-1, where
 // the Job completes. Progress is what the workloads write, read with
 // `kubectl logs`: a restored container's log starts with the original's lines
 // (containerd carries the log in the checkpoint), then the restored process's.
 import { BatchV1Api } from "@kubernetes/client-node";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { MIGRATE_ANNOTATION } from "../../operator/api/v1alpha1.ts";
+import {
+  EDGENODE_PLURAL,
+  type EdgeNode,
+  type EdgeNodeSpec,
+  GROUP,
+  VERSION,
+} from "../../operator/api/v1alpha1.ts";
 import { waitUntil } from "../cluster/process.ts";
 import { expectedSum, parseTimestamped } from "../demo/handover.ts";
 import { loadExampleJob } from "../support/examples.ts";
@@ -108,6 +117,45 @@ const progress = (log: string, k: Case): Progress[] =>
 const NS = () => cluster().appNamespace;
 let current: { id: string; migrations: string[] } | undefined;
 
+/**
+ * Puts the shared EdgeNode's triggers out of the decision engine's reach: 100 %
+ * of the CPU and memory limits in every sample of a full hour (as
+ * test/bench/e2e.ts does), so only the test's own Migrations move its pods.
+ * Returns what puts the EdgeNode's values back.
+ */
+async function holdDecisions(): Promise<() => Promise<void>> {
+  const { custom } = clients();
+  const ref = { group: GROUP, version: VERSION, plural: EDGENODE_PLURAL, name: cluster().edgeNode };
+  const keys = ["thresholds", "sustainedWindowSeconds", "breachPercent"] as const;
+  const patch = (spec: Partial<EdgeNodeSpec>) =>
+    custom.patchClusterCustomObject({
+      ...ref,
+      // CustomObjectsApi sends a JSON Patch: "add" sets a member, "remove" drops one.
+      body: keys.map((k) =>
+        spec[k] === undefined
+          ? { op: "remove", path: `/spec/${k}` }
+          : { op: "add", path: `/spec/${k}`, value: spec[k] },
+      ),
+    });
+  const saved = ((await custom.getClusterCustomObject(ref)) as EdgeNode).spec;
+  await patch({
+    thresholds: { cpu: { triggerPercent: 100 }, memory: { triggerPercent: 100 } },
+    sustainedWindowSeconds: 3600,
+    breachPercent: 100,
+  });
+  return async () => {
+    await patch(saved);
+  };
+}
+
+let releaseDecisions: (() => Promise<void>) | undefined;
+beforeAll(async () => {
+  releaseDecisions = await holdDecisions();
+});
+afterAll(async () => {
+  await releaseDecisions?.();
+});
+
 afterEach(async () => {
   if (current) await cleanUp(NS(), current.id, current.migrations);
   current = undefined;
@@ -126,7 +174,6 @@ describe("the test-case Jobs of manifests/examples on real nodes", () => {
         namespace: ns,
         env: k.env,
         nodeName: edge,
-        annotations: { [MIGRATE_ANNOTATION]: "false" },
       });
       job.metadata = { ...job.metadata, labels: { ...job.metadata?.labels, test: id } };
       const tpl = job.spec?.template;

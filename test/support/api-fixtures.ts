@@ -77,6 +77,10 @@ export function fullEdgeNode(name: string): EdgeNode {
         insecure: true,
         imageRetention: "Retain",
       },
+      kubeletTLS: {
+        mode: "CABundle",
+        caBundle: { configMapName: "kubelet-serving-ca", key: "ca.crt" },
+      },
     },
   };
 }
@@ -201,8 +205,10 @@ export function fullMigrationStatus(generation = 1): MigrationStatus {
       condition("Succeeded", "CutOver", "Removed the original pod"),
     ],
     edgeNode: "factory-floor",
+    agentIdentity: "system:serviceaccount:edgeshift-system:edgeshift-agent-factory-floor",
     policy: "checkpoint",
     sourceNode: "edge-1",
+    sourcePodUID: "5f0c2f6e-9a57-4d3c-9a1f-2b6d0d7f3a10",
     targetNode: "cloud-1",
     containers: [
       {
@@ -227,6 +233,12 @@ export function fullMigrationStatus(generation = 1): MigrationStatus {
       },
     ],
     restoredPod: "sensor-ingest-0-x7k2p",
+    reveal: {
+      ownerKind: "ReplicaSet",
+      ownerName: "sensor-ingest-6d5f7c9b8",
+      ownerUID: "0b7e4c1a-3f2d-4e5b-8c9a-1d2e3f4a5b6c",
+      labels: { app: "sensor-ingest", "pod-template-hash": "6d5f7c9b8" },
+    },
     failureReason: "RestoreTimeout",
     message: "Migrated sensor-ingest-0 from edge-1 to cloud-1 in 4.2s",
     timestamps: {

@@ -5,6 +5,15 @@ import {
   type V1OwnerReference,
   type V1Pod,
 } from "@kubernetes/client-node";
+import {
+  API_VERSION,
+  GROUP,
+  MIGRATION_KIND,
+  MIGRATION_PLURAL,
+  type Migration,
+  type MigrationSpec,
+  VERSION,
+} from "../../operator/api/v1alpha1.ts";
 import { mergePatch } from "../../operator/kube/patch.ts";
 import { waitUntil } from "../cluster/process.ts";
 
@@ -160,4 +169,31 @@ export async function setPodRunning(c: Clients, namespace: string, name: string)
     },
     mergePatch,
   );
+}
+
+/** A Migration as a user writes one. */
+export async function createMigration(
+  c: Clients,
+  namespace: string,
+  name: string,
+  spec: MigrationSpec,
+): Promise<void> {
+  await c.custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: MIGRATION_PLURAL,
+    namespace,
+    body: { apiVersion: API_VERSION, kind: MIGRATION_KIND, metadata: { name }, spec },
+  });
+}
+
+export async function listMigrations(c: Clients, namespace: string): Promise<Migration[]> {
+  return (
+    (await c.custom.listNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: MIGRATION_PLURAL,
+      namespace,
+    })) as { items: Migration[] }
+  ).items;
 }

@@ -186,8 +186,8 @@ describe("entrypoint script and build output", () => {
     if (out) await rm(out, { recursive: true, force: true });
   });
 
-  it("names exactly the operator, sidecar and agent programs", () => {
-    expect([...programs.keys()].sort()).toEqual(["agent", "operator", "sidecar"]);
+  it("names exactly the operator, sidecar, agent and image-cleanup programs", () => {
+    expect([...programs.keys()].sort()).toEqual(["agent", "image-cleanup", "operator", "sidecar"]);
     expect(programs.get("sidecar")?.line).toMatch(/--max-semi-space-size=1/);
     expect(programs.get("agent")?.line).toMatch(/--expose-gc/);
     expect(programs.get("operator")?.line).toMatch(/--enable-source-maps/);
@@ -226,7 +226,7 @@ describe("entrypoint script and build output", () => {
     expect(bad).toEqual([]);
   });
 
-  it.each(["operator", "sidecar", "agent"])(
+  it.each(["operator", "sidecar", "agent", "image-cleanup"])(
     "starts %s with its Node flags and refuses to run without configuration",
     async (program) => {
       const r = await run("sh", [join(root, "docker/edgeshift.sh"), program], {
@@ -252,7 +252,7 @@ describe("entrypoint script and build output", () => {
       }).catch((e: { code: number; stderr: string }) => e);
       expect(err).toMatchObject({ code: 64 });
       expect((err as { stderr: string }).stderr).toMatch(
-        /usage: edgeshift operator\|sidecar\|agent/,
+        /usage: edgeshift operator\|sidecar\|agent\|image-cleanup/,
       );
     }
   });

@@ -18,7 +18,11 @@ import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import type { EdgeNode } from "../../operator/api/v1alpha1.ts";
 import { loadConfig } from "../../operator/config.ts";
-import { AGENT_SERVICE_ACCOUNT } from "../../operator/edgenode/agent.ts";
+import {
+  agentClusterRoleBinding,
+  agentDaemonSet,
+  agentServiceAccount,
+} from "../../operator/edgenode/agent.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const manifests = join(root, "manifests");
@@ -130,7 +134,23 @@ describe("install bundle", () => {
       .filter((o) => o.kind === "ServiceAccount")
       .map((o) => o.metadata?.name);
     expect(sas).toContain(deployment.spec?.template.spec?.serviceAccountName);
-    expect(sas).toContain(AGENT_SERVICE_ACCOUNT);
+    // No shared agent identity: the operator makes one per EdgeNode, bound to the bundle's ClusterRole.
+    expect(sas).toEqual(["edgeshift-operator"]);
+    const en = {
+      metadata: { name: "edge", uid: "u" },
+      spec: { nodeSelector: { matchLabels: { a: "b" } } },
+    } as unknown as EdgeNode;
+    const sa = agentServiceAccount(en, { namespace: "edgeshift-system" });
+    const crb = agentClusterRoleBinding(en, { namespace: "edgeshift-system" });
+    const ds = agentDaemonSet(en, { namespace: "edgeshift-system", image: "i" });
+    expect(ds.spec?.template.spec?.serviceAccountName).toBe(sa.metadata?.name);
+    expect(crb.subjects).toEqual([
+      { kind: "ServiceAccount", name: sa.metadata?.name, namespace: "edgeshift-system" },
+    ]);
+    const roles = load("base/agent-rbac.yaml")
+      .filter((o) => o.kind === "ClusterRole")
+      .map((o) => o.metadata?.name);
+    expect(roles).toEqual([crb.roleRef.name]);
   });
 
   it("pins every image and locks every container down", () => {

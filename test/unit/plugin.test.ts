@@ -218,6 +218,9 @@ describe("migrate", () => {
       targetNode: "cloud-1",
       restorePolicy: "restart",
     });
+    // After an ended attempt, the next one.
+    const first = migrationName("web-0", "u-1");
+    expect(buildMigration(pod, {}, ["other", first]).metadata.name).toBe(`${first}-2`);
   });
 
   it("decides the outcome from the Succeeded condition, phase only without one", () => {

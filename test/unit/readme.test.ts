@@ -324,7 +324,7 @@ describe("README for users", () => {
 
   it("keeps the quick-start commands CI and users run", () => {
     expect(README).toContain(
-      "```sh\nbash test/cluster/install-deps.sh && npm install && npm run demo\n```",
+      "```sh\nbash test/cluster/install-deps.sh && npm ci && npm run demo\n```",
     );
     expect(README).toContain("```sh\nbash .ci/run\n```");
   });
