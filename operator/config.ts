@@ -25,6 +25,8 @@ export interface OperatorConfig {
   restoreTimeoutMs: number;
   /** How long the owner may take to settle to one copy at cutover (operator/migration/controller.ts). */
   cutoverTimeoutMs: number;
+  /** How long a waiting migration step sleeps without a pod or Migration event (a missed one). */
+  migrationResyncMs: number;
   checkpointTimeoutMs: number;
   /** Finished Migrations kept per namespace whatever their age (operator/migration/history.ts). */
   migrationHistoryLimit: number;
@@ -139,6 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): OperatorConfig {
   const restoreTimeoutMs = dur("EDGESHIFT_RESTORE_TIMEOUT", "120s");
   const cutoverTimeoutMs = dur("EDGESHIFT_CUTOVER_TIMEOUT", "30s");
   const checkpointTimeoutMs = dur("EDGESHIFT_CHECKPOINT_TIMEOUT", "300s");
+  const migrationResyncMs = dur("EDGESHIFT_MIGRATION_RESYNC", "10s");
   const migrationHistoryLimit = int("EDGESHIFT_MIGRATION_HISTORY_LIMIT", 10, 0, 10_000);
   const migrationTtlMs = dur("EDGESHIFT_MIGRATION_TTL", "24h");
 
@@ -163,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): OperatorConfig {
     workers,
     restoreTimeoutMs,
     cutoverTimeoutMs,
+    migrationResyncMs,
     checkpointTimeoutMs,
     migrationHistoryLimit,
     migrationTtlMs,

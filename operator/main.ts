@@ -133,8 +133,13 @@ const migrations = new MigrationController({
   cleanupImage: config.monitorImage,
   checkpointTimeoutMs: config.checkpointTimeoutMs,
   queueMetrics: workQueueMetrics,
+  kubeConfig: kc,
+  informerMetrics: informers,
+  resyncMs: config.migrationResyncMs,
 });
 decisions.onMigrationChange((m) => migrations.enqueue(m));
+// An original pod's changes (deleted at cutover, ended by itself) wake its Migration.
+edgeNodes.onEdgePod((pod) => migrations.podChanged(pod));
 
 let leading = !config.leaderElection;
 let workersStarted = false;
@@ -154,7 +159,7 @@ async function startLeading(): Promise<void> {
   leaderGauge.set(1);
   await decisions.start();
   edgeNodes.startWorkers();
-  migrations.start();
+  await migrations.start();
   workersStarted = true;
   log.info("Started controllers");
 }

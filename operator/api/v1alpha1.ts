@@ -418,6 +418,8 @@ export const MigrationConditionReason = {
   NotSelected: "NotSelected",
   /** No Ready edge agent on the source node to take the checkpoint. */
   AgentUnavailable: "AgentUnavailable",
+  /** An error that is no API answer (a broken invariant) before cutover: retrying would repeat it. */
+  InternalError: "InternalError",
 } as const;
 export type MigrationConditionReason =
   (typeof MigrationConditionReason)[keyof typeof MigrationConditionReason];

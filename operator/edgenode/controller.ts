@@ -98,6 +98,7 @@ export class EdgeNodeController {
   private readonly watcherGauge: Gauge;
   private running = false;
   private hooks: EdgeNodeHooks = {};
+  private readonly podListeners: ((pod: V1Pod) => void)[] = [];
   /** Hash of the agent DaemonSet last applied per EdgeNode: apply only on change (and once after start). */
   private readonly appliedAgents = new Map<string, string>();
 
@@ -143,6 +144,11 @@ export class EdgeNodeController {
 
   setHooks(hooks: EdgeNodeHooks): void {
     this.hooks = hooks;
+  }
+
+  /** `fn` sees every change of a pod on an edge node (the pod watchers' events); it must only enqueue. */
+  onEdgePod(fn: (pod: V1Pod) => void): void {
+    this.podListeners.push(fn);
   }
 
   requeue(name: string): void {
@@ -238,6 +244,9 @@ export class EdgeNodeController {
         edgeNode: name,
         node,
         selection: () => this.edgeNodes.get(name)?.spec.pods,
+        onPod: (pod) => {
+          for (const fn of this.podListeners) fn(pod);
+        },
         monitor: () => ({
           image: this.deps.monitorImage,
           natsUrl: this.deps.monitorNatsUrl,

@@ -60,6 +60,8 @@ export interface PodWatcherSpec {
   nodeObject: () => V1Node | undefined;
   /** Called when the number of monitored pods on this node changes. */
   onChange: () => void;
+  /** Called with every pod of the node that is added, changed or deleted; it must only enqueue. */
+  onPod?: (pod: V1Pod) => void;
 }
 
 /**
@@ -93,6 +95,7 @@ export class PodWatcher {
       onChange: (pod) => {
         this.queue.add(`${pod.metadata?.namespace}/${pod.metadata?.name}`);
         this.countChanged();
+        spec.onPod?.(pod);
       },
       log: this.log,
       metrics: deps.informerMetrics,

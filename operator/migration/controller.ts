@@ -1,6 +1,7 @@
 import type {
   CoreV1Api,
   CustomObjectsApi,
+  KubeConfig,
   V1ContainerStatus,
   V1PersistentVolume,
   V1PersistentVolumeClaim,
@@ -14,11 +15,13 @@ import { checkpointImages } from "../../migration/restore/images.ts";
 import {
   buildRestorePod,
   JOB_TRACKING_FINALIZER,
+  MIGRATION_POD_LABEL,
   migratedContainers,
   ownerKind,
   restorePodName,
   revealRecord,
   revealToOwner,
+  toLabelValue,
 } from "../../migration/restore/pod.ts";
 import {
   buildPrepullPod,
@@ -51,8 +54,9 @@ import type { EdgeNodeController } from "../edgenode/controller.ts";
 import { nodeRuntimeSupport } from "../edgenode/preflight.ts";
 import { podSelection } from "../edgenode/selection.ts";
 import { getCondition, setCondition } from "../kube/conditions.ts";
+import { apiErrorKind, describeError } from "../kube/errors.ts";
 import type { EventRecorder } from "../kube/events.ts";
-import type { SupervisedInformer } from "../kube/informer.ts";
+import { type InformerMetrics, SupervisedInformer } from "../kube/informer.ts";
 import { setMigrationFinalizers, writeMigrationStatus } from "../kube/migration-status.ts";
 import { isConflict, isNotFound, mergePatch } from "../kube/patch.ts";
 import { type QueueMetrics, RequeueError, WorkQueue } from "../kube/workqueue.ts";
@@ -81,6 +85,18 @@ export interface MigrationControllerDeps {
   /** The edgeshift image: the image-cleanup pod runs it. */
   cleanupImage: string;
   queueMetrics?: QueueMetrics;
+  /**
+   * Watches the pods the operator makes (restored and pre-pull pods, by their
+   * edgeshift.dev/migration label): their changes wake the Migration's steps.
+   * Changes of the original pods come through podChanged().
+   */
+  kubeConfig?: KubeConfig;
+  informerMetrics?: InformerMetrics;
+  /**
+   * How long a step that waits for a pod sleeps when no event comes: a safety
+   * net for a missed event, not the way steps learn of progress.
+   */
+  resyncMs?: number;
 }
 
 /** Ends the migration: the original keeps running, the reason goes to status. */
@@ -89,6 +105,17 @@ class Failure extends Error {
   constructor(reason: string, message: string) {
     super(message);
     this.reason = reason;
+  }
+}
+
+const CREATING_RESTORED_POD = "creating the restored pod";
+
+/** An API call of a step that did not go through, with what the step was doing. */
+class StepError extends Error {
+  readonly doing: string;
+  constructor(doing: string, cause: unknown) {
+    super(`${doing}: ${describeError(cause)}`, { cause });
+    this.doing = doing;
   }
 }
 
@@ -107,7 +134,8 @@ export const IMAGE_CLEANUP_GRACE_MS = 120_000;
 const migratedNames = (m: Migration) => (m.status?.containers ?? []).map((c) => c.name);
 // Milliseconds kept: steps often take less than a second.
 const iso = (d = new Date()) => d.toISOString();
-const POLL_MS = 500;
+/** The default of MigrationControllerDeps.resyncMs. */
+export const MIGRATION_RESYNC_MS = 10_000;
 
 /** A pod whose containers have all ended for good: nothing of it is left to move. */
 function podFinished(p: V1Pod): boolean {
@@ -202,6 +230,8 @@ export class MigrationController {
   private readonly total: Counter<"policy" | "result">;
   private readonly stepSeconds: Histogram<"step">;
   private readonly checkpointBytes: Histogram;
+  private readonly pods: SupervisedInformer<V1Pod> | undefined;
+  private readonly resyncMs: number;
 
   constructor(deps: MigrationControllerDeps) {
     this.deps = deps;
@@ -211,19 +241,61 @@ export class MigrationController {
     this.total = metrics.total;
     this.stepSeconds = metrics.stepSeconds;
     this.checkpointBytes = metrics.checkpointBytes;
+    this.resyncMs = deps.resyncMs ?? MIGRATION_RESYNC_MS;
+    if (deps.kubeConfig) {
+      this.pods = new SupervisedInformer<V1Pod>({
+        kubeConfig: deps.kubeConfig,
+        resource: "migration-pods",
+        path: "/api/v1/pods",
+        labelSelector: MIGRATION_POD_LABEL,
+        list: () => deps.core.listPodForAllNamespaces({ labelSelector: MIGRATION_POD_LABEL }),
+        onChange: (pod) => this.podChanged(pod),
+        log: this.log.child({ informer: "migration-pods" }),
+        metrics: deps.informerMetrics,
+      });
+    }
   }
 
   enqueue(m: Migration): void {
     this.queue.add(`${m.metadata.namespace}/${m.metadata.name}`);
   }
 
-  start(): void {
+  /**
+   * A pod changed: wake the Migrations it matters to. A pod with the
+   * edgeshift.dev/migration label is a restored or pre-pull pod of the
+   * Migration the label names; any other pod may be a Migration's original.
+   */
+  podChanged(pod: V1Pod): void {
+    const ns = pod.metadata?.namespace ?? "";
+    const label = pod.metadata?.labels?.[MIGRATION_POD_LABEL];
+    for (const m of this.deps.migrations.list(ns)) {
+      if (migrationFinished(m) && !m.metadata.deletionTimestamp) continue;
+      const ours =
+        label !== undefined
+          ? toLabelValue(m.metadata.name ?? "") === label
+          : m.spec.podName === pod.metadata?.name;
+      if (ours) this.enqueue(m);
+    }
+  }
+
+  async start(): Promise<void> {
     this.queue.start((key) => this.reconcile(key), this.deps.workers);
     for (const m of this.deps.migrations.list()) this.enqueue(m);
+    await this.pods?.start();
   }
 
   async stop(): Promise<void> {
+    await this.pods?.stop();
     await this.queue.shutdown();
+  }
+
+  /**
+   * A step waits for a pod to change (an event wakes it) or for its deadline
+   * (a timer does); the resync only covers a missed event.
+   */
+  private waitFor(deadline?: number): { requeueAfterMs: number } {
+    const left = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - Date.now() + 10;
+    return { requeueAfterMs: Math.max(10, Math.min(this.resyncMs, left)) };
   }
 
   private async reconcile(key: string): Promise<undefined | { requeueAfterMs: number }> {
@@ -271,8 +343,72 @@ export class MigrationController {
         await this.fail(m, err, log);
         return undefined;
       }
-      if (isConflict(err)) throw new RequeueError("conflict");
+      const failure = this.unretried(m, err);
+      if (failure) {
+        await this.fail(m, failure, log);
+        return undefined;
+      }
       throw err;
+    }
+  }
+
+  /**
+   * What a step's error that is not a Failure ends the Migration with, or
+   * undefined to retry it with the queue's backoff. API-server answers that are
+   * not decisions (429, 5xx, a webhook that could not be called, a broken
+   * connection) and refusals an admin may lift (an admission policy) are retried
+   * until the step's deadline, then fail with it (RestoreTimeout even when the
+   * restored pod was never created). An error that is no API answer at all is a
+   * broken invariant: retrying repeats it, so it fails at once. Cutover is never
+   * ended this way: the original may be gone, so it retries until settled.
+   */
+  private unretried(m: Migration, err: unknown): Failure | undefined {
+    if (err instanceof RequeueError) throw err;
+    const kind = apiErrorKind(err instanceof StepError ? err.cause : err);
+    if (kind === "conflict") throw new RequeueError("conflict");
+    const phase = m.status?.phase ?? "Pending";
+    if (phase === "CuttingOver") return undefined;
+    if (kind === "unexpected")
+      return new Failure(
+        "InternalError",
+        `the operator cannot go on in ${phase}: ${describeError(err)}`.slice(0, 500),
+      );
+    const deadline = this.stepDeadline(m);
+    if (!deadline || !Number.isFinite(deadline.at) || Date.now() <= deadline.at) return undefined;
+    const within = formatDuration(deadline.timeoutMs / 1000);
+    const what =
+      err instanceof StepError && err.doing === CREATING_RESTORED_POD
+        ? `the restored pod could not be created within ${within}`
+        : `${deadline.step} did not complete within ${within}`;
+    const last = describeError(err instanceof StepError ? err.cause : err);
+    return new Failure(deadline.reason, `${what}; last error: ${last}`.slice(0, 500));
+  }
+
+  /** When the current step must have ended, and the reason it then fails with. */
+  private stepDeadline(
+    m: Migration,
+  ): { at: number; timeoutMs: number; reason: string; step: string } | undefined {
+    const t = m.status?.timestamps ?? {};
+    const created = Date.parse(t.created ?? m.metadata.creationTimestamp?.toString() ?? "");
+    switch (m.status?.phase) {
+      case "Checkpointing":
+      case "Pushing": {
+        const timeoutMs = this.deps.checkpointTimeoutMs;
+        return {
+          at: created + timeoutMs,
+          timeoutMs,
+          reason: "CheckpointTimeout",
+          step: "the checkpoint",
+        };
+      }
+      case "Restoring": {
+        // restoreStarted is the first thing the step writes; if even that failed, since it was entered.
+        const since = Date.parse(t.restoreStarted ?? t.imagePushed ?? "") || created;
+        const timeoutMs = this.deps.restoreTimeoutMs;
+        return { at: since + timeoutMs, timeoutMs, reason: "RestoreTimeout", step: "the restore" };
+      }
+      default:
+        return undefined;
     }
   }
 
@@ -592,12 +728,15 @@ export class MigrationController {
       try {
         restored = await this.deps.core.createNamespacedPod({ namespace: ns, body });
       } catch (err) {
-        if (!isConflict(err))
+        const kind = apiErrorKind(err);
+        if (kind === "conflict") return this.waitFor();
+        // Refused (quota, admission, an invalid pod): asking again changes nothing.
+        if (kind === "refused")
           throw new Failure(
             "RestoreFailed",
-            `cannot create the restored pod: ${(err as Error).message.slice(0, 300)}`,
+            `cannot create the restored pod: ${describeError(err)}`.slice(0, 500),
           );
-        return { requeueAfterMs: POLL_MS };
+        throw new StepError(CREATING_RESTORED_POD, err);
       }
       log.info({ pod: name, node: m.status?.targetNode }, "Created restored pod");
       await this.removePrepull(m);
@@ -627,7 +766,8 @@ export class MigrationController {
           `the restored pod was not Ready within ${formatDuration(this.deps.restoreTimeoutMs / 1000)}`,
         );
       }
-      return { requeueAfterMs: POLL_MS };
+      // Its changes (scheduled, pulled, Ready) wake this step.
+      return this.waitFor(started + this.deps.restoreTimeoutMs);
     }
     const t = iso();
     if (m.status?.timestamps?.restoreStarted)
@@ -693,7 +833,9 @@ export class MigrationController {
     if (live) {
       // A ReplicaSet removes the surplus original itself; past the deadline it
       // has kept both (scaled up meanwhile): the original goes all the same.
-      if (record?.ownerKind === "ReplicaSet" && !expired) return { requeueAfterMs: POLL_MS };
+      // The original's deletion (an edge pod event) wakes this step.
+      if (record?.ownerKind === "ReplicaSet" && !expired)
+        return this.waitFor(since + this.deps.cutoverTimeoutMs);
       if (record?.ownerKind === "Job") await this.releaseFromJob(live);
       await this.deleteOriginal(live);
       log.info({ pod: m.spec.podName, expired }, "Deleted the original pod");
@@ -716,7 +858,8 @@ export class MigrationController {
             `${record.ownerKind} ${record.ownerName} did not adopt the restored pod within ${formatDuration(this.deps.cutoverTimeoutMs / 1000)}`,
           );
         }
-        return { requeueAfterMs: POLL_MS };
+        // The owner's adoption (a restored pod event) wakes this step.
+        return this.waitFor(since + this.deps.cutoverTimeoutMs);
       }
     }
     const t = iso();
@@ -851,7 +994,15 @@ export class MigrationController {
         body: buildPrepullPod(original, m, migratedNames(m), target),
       });
     } catch (err) {
-      if (!isConflict(err)) throw err;
+      const kind = apiErrorKind(err);
+      if (kind === "conflict") return;
+      // The restored pod would be refused the same way (quota, admission).
+      if (kind === "refused")
+        throw new Failure(
+          "RestoreFailed",
+          `cannot create the pre-pull pod for ${target}: ${describeError(err)}`.slice(0, 500),
+        );
+      throw new StepError("creating the pre-pull pod", err);
     }
   }
 
@@ -871,7 +1022,7 @@ export class MigrationController {
     const pod = await this.readPod(ns, prepullPodName(m.spec.podName, m.metadata.uid ?? ""));
     if (!pod) {
       await this.prepull(m, original);
-      return { requeueAfterMs: POLL_MS };
+      return this.waitFor();
     }
     const st = prepullState(pod);
     if (st.state === "failed") {
@@ -888,7 +1039,8 @@ export class MigrationController {
         `the base images were not on the target node within ${formatDuration(this.deps.restoreTimeoutMs / 1000)}`,
       );
     }
-    return { requeueAfterMs: POLL_MS };
+    // The pre-pull pod's changes wake this step.
+    return this.waitFor(started + this.deps.restoreTimeoutMs);
   }
 
   private async removePrepull(m: Migration): Promise<void> {

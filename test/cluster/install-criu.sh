@@ -92,6 +92,11 @@ fi
 cat >"$bin/criu.tmp" <<EOF
 #!/bin/sh
 # Debian $suite's criu $(cat "$dir/version" 2>/dev/null) with its libraries, through their loader.
+# A test holds the node's next dump here (test/nodes/node-control.ts holdCriu):
+# while the file its containerd names exists, the runtime's CRIU call waits.
+if [ "\${1:-}" = swrk ] && [ -n "\${EDGESHIFT_TEST_CRIU_HOLD:-}" ]; then
+  while [ -e "\$EDGESHIFT_TEST_CRIU_HOLD" ]; do sleep 0.05; done
+fi
 exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$root/usr/sbin/criu" "\$@"
 EOF
 chmod 755 "$bin/criu.tmp"

@@ -177,6 +177,11 @@ async function removeCgroupTree(name: string): Promise<string[]> {
   return left;
 }
 
+/** While this file of a node's directory exists, the node's CRIU calls wait (install-criu.sh). */
+export function criuHoldFile(nodeDir: string): string {
+  return join(nodeDir, "criu-hold");
+}
+
 /** What identifies a running node, enough to act on it from another process. */
 export interface NodeAddress {
   name: string;
@@ -613,7 +618,13 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
         "/sbin",
         "/bin",
       ].join(":");
-      const env = ["env", `PATH=${path}`, `TMPDIR=${join(ndir, "tmp")}`];
+      // The CRIU wrapper waits while this file exists (install-criu.sh): a test's hold on a dump.
+      const env = [
+        "env",
+        `PATH=${path}`,
+        `TMPDIR=${join(ndir, "tmp")}`,
+        `EDGESHIFT_TEST_CRIU_HOLD=${criuHoldFile(ndir)}`,
+      ];
       const start = async (name: string, args: string[]) => {
         const p = startProcess(
           `${spec.name}-${name}`,

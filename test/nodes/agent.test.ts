@@ -22,6 +22,7 @@ import {
   blockTraffic,
   containerId,
   freezeContainer,
+  holdCriu,
   killContainer,
   manifestStatus,
   operatorLeader,
@@ -214,16 +215,23 @@ describe("edge agent on a real node", () => {
     await waitForPod(NS(), "ag-big", "Ready", podReady);
     const agent = await agentPod(EDGE());
     const agentId = containerId(agent, "agent");
-    await checkpointing("ag-crash", "ag-big");
-    // CRIU runs: the agent's call is inside the kubelet. Frozen, the agent can
-    // no longer read the kubelet's answer nor record anything.
-    await waitForCriu(EDGE()).catch(async (err) => {
-      const m = await get("ag-crash");
-      throw new Error(
-        `${err.message}; Migration: ${JSON.stringify(m.status)}; agent:\n${await agentLog()}`,
-      );
-    });
-    await freezeContainer(agentId, true);
+    // The dump is held before CRIU starts: a fast one would otherwise end
+    // before the test sees it (CI once missed a 2.8 s call polling every 1 ms).
+    const release = await holdCriu(EDGE());
+    try {
+      await checkpointing("ag-crash", "ag-big");
+      // The runtime's CRIU call waits: the agent's call is inside the kubelet.
+      // Frozen, the agent can no longer read the kubelet's answer nor record anything.
+      await waitForCriu(EDGE()).catch(async (err) => {
+        const m = await get("ag-crash");
+        throw new Error(
+          `${err.message}; Migration: ${JSON.stringify(m.status)}; agent:\n${await agentLog()}`,
+        );
+      });
+      await freezeContainer(agentId, true);
+    } finally {
+      await release();
+    }
     try {
       // The kubelet finishes the checkpoint it was asked for.
       await waitUntil(
@@ -257,13 +265,18 @@ describe("edge agent on a real node", () => {
     expect(await manifestStatus(REPO(), "ag-crash-main")).toBe(200);
   });
 
-  it("recovers when killed while CRIU dumps: the kubelet cancels the call, one image, no archive left", async () => {
+  it("recovers when killed with the checkpoint call in CRIU: the kubelet cancels the call, one image, no archive left", async () => {
     const agent = await agentPod(EDGE());
-    await checkpointing("ag-crash2", "ag-big");
-    await waitForCriu(EDGE());
-    // SIGKILL with the call open: the connection closes and the kubelet cancels
-    // its CRI call; containerd may still finish writing the archive.
-    await killContainer(agent, "agent");
+    const release = await holdCriu(EDGE());
+    try {
+      await checkpointing("ag-crash2", "ag-big");
+      await waitForCriu(EDGE());
+      // SIGKILL with the call open: the connection closes and the kubelet cancels
+      // its CRI call; containerd may still finish writing the archive.
+      await killContainer(agent, "agent");
+    } finally {
+      await release();
+    }
     await waitUntil(
       "the agent restarted",
       async () => {

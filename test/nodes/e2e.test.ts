@@ -25,6 +25,7 @@ import {
   archivesOn,
   containerId,
   freezeContainer,
+  holdCriu,
   node,
   waitForCriu,
 } from "./node-control.ts";
@@ -303,8 +304,7 @@ describe("end to end on real nodes", () => {
     const ns = NS();
     const { edge } = nodesByRole();
     current = { id: "damaged", migrations: ["damaged"] };
-    // A counter holding 200 MB, so that the kubelet's checkpoint call lasts long
-    // enough to freeze the agent inside it.
+    // A counter holding 200 MB: its archive is written for a while after CRIU.
     const hog = pod(
       "damaged",
       "damaged",
@@ -323,12 +323,17 @@ describe("end to end on real nodes", () => {
       .metadata?.uid;
     const agent = await agentPod(edge);
     const agentId = containerId(agent, "agent");
-    await createMigration(ns, "damaged", { podName: "damaged", fallbackToRestart: false });
-    // CRIU dumps: the agent waits inside the kubelet's call. Frozen, it cannot
-    // read the archive until the test has damaged it the way a bad disk or a
-    // tampered node would: CRIU's inventory overwritten, the tar still whole.
-    await waitForCriu(edge);
-    await freezeContainer(agentId, true);
+    // CRIU is held before it starts: the agent waits inside the kubelet's call.
+    // Frozen, it cannot read the archive until the test has damaged it the way a
+    // bad disk or a tampered node would: CRIU's inventory overwritten, the tar still whole.
+    const release = await holdCriu(edge);
+    try {
+      await createMigration(ns, "damaged", { podName: "damaged", fallbackToRestart: false });
+      await waitForCriu(edge);
+      await freezeContainer(agentId, true);
+    } finally {
+      await release();
+    }
     try {
       const archive = await waitUntil(
         "the kubelet's archive",

@@ -6,13 +6,13 @@
 // the host through a relay into the cluster network.
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { CoordinationV1Api, V1MicroTime, type V1Pod } from "@kubernetes/client-node";
 import { SYSTEM_NAMESPACE } from "../cluster/bundle.ts";
 import { type HostRelay, relayTcpToUnix } from "../cluster/forward.ts";
-import { nodeHandle } from "../cluster/nodes.ts";
+import { criuHoldFile, nodeHandle } from "../cluster/nodes.ts";
 import { waitUntil } from "../cluster/process.ts";
 import { clients, cluster } from "./support.ts";
 
@@ -309,6 +309,20 @@ export async function archivesOn(nodeName: string, namespace: string, pod: strin
   const dir = node(nodeName).checkpointDir;
   const names = await readdir(dir).catch(() => [] as string[]);
   return names.filter((n) => n.startsWith(`checkpoint-${pod}_${namespace}-`));
+}
+
+/**
+ * Holds the node's next CRIU calls before CRIU starts (the wrapper of
+ * test/cluster/install-criu.sh waits while the hold file exists), so a test can
+ * act while the kubelet's checkpoint call is open however fast the dump would be.
+ * The returned function releases the hold.
+ */
+export async function holdCriu(nodeName: string): Promise<() => Promise<void>> {
+  const a = cluster().nodes.find((n) => n.name === nodeName);
+  if (!a) throw new Error(`no node ${nodeName}`);
+  const file = criuHoldFile(a.dir);
+  await writeFile(file, "");
+  return () => rm(file, { force: true });
 }
 
 /**
