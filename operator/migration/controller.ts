@@ -122,6 +122,8 @@ class StepError extends Error {
 const DELETION_COST = "controller.kubernetes.io/pod-deletion-cost";
 /** The lowest cost: the ReplicaSet removes this pod first when it has one too many. */
 const LOWEST_COST = "-2147483648";
+/** The highest: the ReplicaSet removes this pod last (the restored pod, until cutover settles). */
+const HIGHEST_COST = "2147483647";
 /**
  * Held by the operator on a Migration in flight: deleting it then rolls back
  * what the operator made (restored and pre-pull pods, the original's deletion
@@ -862,6 +864,7 @@ export class MigrationController {
         return this.waitFor(since + this.deps.cutoverTimeoutMs);
       }
     }
+    if (record?.ownerKind === "ReplicaSet") await this.dropKeepCost(revealed);
     const t = iso();
     await this.finish(
       m,
@@ -968,8 +971,28 @@ export class MigrationController {
       ? revealToOwner(restored, { metadata: { labels: record.labels ?? {} } })
       : undefined;
     if (!patch) return restored;
+    // In the same write: should the ReplicaSet find a pod too many (the
+    // original, or a replacement made after the original went by hand), the
+    // restored pod, which holds the migrated state, is the one it keeps.
+    const body =
+      record?.ownerKind === "ReplicaSet"
+        ? { metadata: { ...patch.metadata, annotations: { [DELETION_COST]: HIGHEST_COST } } }
+        : patch;
     return await this.deps.core.patchNamespacedPod(
-      { namespace: ns, name: restored.metadata?.name ?? "", body: patch },
+      { namespace: ns, name: restored.metadata?.name ?? "", body },
+      mergePatch,
+    );
+  }
+
+  /** Once settled, the restored pod is one of its ReplicaSet's pods like any other. */
+  private async dropKeepCost(restored: V1Pod): Promise<void> {
+    if (restored.metadata?.annotations?.[DELETION_COST] !== HIGHEST_COST) return;
+    await this.deps.core.patchNamespacedPod(
+      {
+        namespace: restored.metadata?.namespace ?? "",
+        name: restored.metadata?.name ?? "",
+        body: { metadata: { uid: restored.metadata.uid, annotations: { [DELETION_COST]: null } } },
+      },
       mergePatch,
     );
   }

@@ -398,6 +398,48 @@ describe("cutover holds under real-world timing", () => {
     }
   });
 
+  it("keeps the restored pod when the original is deleted during cutover and the ReplicaSet's replacement is Ready first", async () => {
+    await apply(deployment("cs-keep"));
+    const orig = await oneReady("app=cs-keep");
+    const origName = orig.metadata?.name ?? "";
+    const rs = orig.metadata?.ownerReferences?.find((o) => o.controller);
+    await hold("reveal");
+    try {
+      const before = await refusals();
+      await createMigration("cs-keep", origName);
+      const m = await awaitPhase("cs-keep", "CuttingOver");
+      const restored = m.status?.restoredPod ?? "";
+      await refusedTimes(before, 1);
+      // Held before the reveal, the original goes by hand and the ReplicaSet
+      // replaces it: a Ready replacement on edge-1 beside the hidden restored
+      // pod on cloud-1, which holds the migrated state.
+      await kubectl(["-n", ns(), "delete", "pod", origName, "--wait=false"]);
+      const replacement = await waitUntil(
+        "the ReplicaSet's replacement Ready",
+        async () => {
+          const p = (await live("app=cs-keep")).filter((x) => x.metadata?.name !== origName);
+          return p.length === 1 && podReady(p[0]) ? p[0] : undefined;
+        },
+        { timeoutMs: 120_000, intervalMs: 250 },
+      );
+      await moves.gone(ns(), origName);
+      await releaseHold();
+
+      // Revealed, the ReplicaSet has a pod too many and removes the replacement.
+      const done = await moves.awaitMigration(ns(), "cs-keep");
+      expect(done.status?.phase, done.status?.message).toBe("Succeeded");
+      await moves.gone(ns(), replacement?.metadata?.name ?? "");
+      const [only, ...more] = await live("app=cs-keep");
+      expect(more).toEqual([]);
+      expect([only?.metadata?.name, only?.spec?.nodeName]).toEqual([restored, cloud()]);
+      expect(only?.metadata?.ownerReferences?.find((o) => o.controller)?.uid).toBe(rs?.uid);
+      // Settled: the restored pod is one of the ReplicaSet's pods like any other.
+      expect(only?.metadata?.annotations?.[DELETION_COST]).toBeUndefined();
+    } finally {
+      await releaseHold();
+    }
+  });
+
   it("reveals a Job's restored pod before removing the original: held in between, the Job starts nothing", async () => {
     await apply(job("cs-batch"));
     const orig = await oneReady("batch.kubernetes.io/job-name=cs-batch");
