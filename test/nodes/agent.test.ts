@@ -29,7 +29,7 @@ import {
   releaseOperatorLease,
   restarts,
   stopOperator,
-  waitForCriu,
+  waitForHeldCriu,
 } from "./node-control.ts";
 import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
@@ -222,7 +222,7 @@ describe("edge agent on a real node", () => {
       await checkpointing("ag-crash", "ag-big");
       // The runtime's CRIU call waits: the agent's call is inside the kubelet.
       // Frozen, the agent can no longer read the kubelet's answer nor record anything.
-      await waitForCriu(EDGE()).catch(async (err) => {
+      await waitForHeldCriu(EDGE()).catch(async (err) => {
         const m = await get("ag-crash");
         throw new Error(
           `${err.message}; Migration: ${JSON.stringify(m.status)}; agent:\n${await agentLog()}`,
@@ -270,7 +270,7 @@ describe("edge agent on a real node", () => {
     const release = await holdCriu(EDGE());
     try {
       await checkpointing("ag-crash2", "ag-big");
-      await waitForCriu(EDGE());
+      await waitForHeldCriu(EDGE());
       // SIGKILL with the call open: the connection closes and the kubelet cancels
       // its CRI call; containerd may still finish writing the archive.
       await killContainer(agent, "agent");

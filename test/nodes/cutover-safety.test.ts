@@ -91,6 +91,48 @@ function deployment(name: string) {
   };
 }
 
+/** Two replicas, at most one apart between edge-1 and cloud-1 (so one on each). */
+function spreadDeployment(name: string) {
+  const t = template(name, IDLE, "Always");
+  const { nodeName: _pinned, ...spec } = t.spec as Record<string, unknown>;
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name, namespace: ns(), labels: { test: ID } },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: t.metadata,
+        spec: {
+          ...spec,
+          affinity: {
+            nodeAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [
+                  {
+                    matchExpressions: [
+                      { key: "kubernetes.io/hostname", operator: "In", values: [edge(), cloud()] },
+                    ],
+                  },
+                ],
+              },
+            },
+          },
+          topologySpreadConstraints: [
+            {
+              maxSkew: 1,
+              topologyKey: "kubernetes.io/hostname",
+              whenUnsatisfiable: "DoNotSchedule",
+              labelSelector: { matchLabels: { app: name } },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
 function job(name: string, readyOnEdgeOnly = false) {
   return {
     apiVersion: "batch/v1",
@@ -399,10 +441,23 @@ describe("cutover holds under real-world timing", () => {
   });
 
   it("keeps the restored pod when the original is deleted during cutover and the ReplicaSet's replacement is Ready first", async () => {
-    await apply(deployment("cs-keep"));
-    const orig = await oneReady("app=cs-keep");
-    const origName = orig.metadata?.name ?? "";
-    const rs = orig.metadata?.ownerReferences?.find((o) => o.controller);
+    // Two replicas spread over edge-1 and cloud-1; the one on edge-1 moves.
+    await apply(spreadDeployment("cs-keep"));
+    const [orig] = await waitUntil(
+      "cs-keep on edge-1 and cloud-1",
+      async () => {
+        const p = await live("app=cs-keep");
+        const nodes = p.map((x) => x.spec?.nodeName).sort();
+        return p.length === 2 &&
+          p.every(podReady) &&
+          nodes.join() === [cloud(), edge()].sort().join()
+          ? p.filter((x) => x.spec?.nodeName === edge())
+          : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
+    const origName = orig?.metadata?.name ?? "";
+    const rs = orig?.metadata?.ownerReferences?.find((o) => o.controller);
     await hold("reveal");
     try {
       const before = await refusals();
@@ -411,13 +466,20 @@ describe("cutover holds under real-world timing", () => {
       const restored = m.status?.restoredPod ?? "";
       await refusedTimes(before, 1);
       // Held before the reveal, the original goes by hand and the ReplicaSet
-      // replaces it: a Ready replacement on edge-1 beside the hidden restored
-      // pod on cloud-1, which holds the migrated state.
+      // replaces it (on edge-1: the spread allows nothing else). Revealed, the
+      // restored pod makes one pod too many, doubled up with the other replica
+      // on cloud-1: by the ReplicaSet's own ranking (doubled up, ready for the
+      // shortest time) the restored pod, which holds the migrated state, would go.
       await kubectl(["-n", ns(), "delete", "pod", origName, "--wait=false"]);
       const replacement = await waitUntil(
-        "the ReplicaSet's replacement Ready",
+        "the ReplicaSet's replacement Ready on edge-1",
         async () => {
-          const p = (await live("app=cs-keep")).filter((x) => x.metadata?.name !== origName);
+          const p = (await live("app=cs-keep")).filter(
+            (x) =>
+              x.metadata?.name !== restored &&
+              x.metadata?.name !== origName &&
+              x.spec?.nodeName === edge(),
+          );
           return p.length === 1 && podReady(p[0]) ? p[0] : undefined;
         },
         { timeoutMs: 120_000, intervalMs: 250 },
@@ -425,16 +487,22 @@ describe("cutover holds under real-world timing", () => {
       await moves.gone(ns(), origName);
       await releaseHold();
 
-      // Revealed, the ReplicaSet has a pod too many and removes the replacement.
       const done = await moves.awaitMigration(ns(), "cs-keep");
       expect(done.status?.phase, done.status?.message).toBe("Succeeded");
-      await moves.gone(ns(), replacement?.metadata?.name ?? "");
-      const [only, ...more] = await live("app=cs-keep");
-      expect(more).toEqual([]);
-      expect([only?.metadata?.name, only?.spec?.nodeName]).toEqual([restored, cloud()]);
-      expect(only?.metadata?.ownerReferences?.find((o) => o.controller)?.uid).toBe(rs?.uid);
+      const pods = await waitUntil(
+        "two cs-keep pods left",
+        async () => {
+          const p = await live("app=cs-keep");
+          return p.length === 2 ? p : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 250 },
+      );
+      const kept = pods.find((x) => x.metadata?.name === restored);
+      expect(kept?.spec?.nodeName, pods.map((x) => x.metadata?.name).join()).toBe(cloud());
+      expect(kept?.metadata?.ownerReferences?.find((o) => o.controller)?.uid).toBe(rs?.uid);
+      expect(pods.map((x) => x.metadata?.name)).toContain(replacement?.metadata?.name);
       // Settled: the restored pod is one of the ReplicaSet's pods like any other.
-      expect(only?.metadata?.annotations?.[DELETION_COST]).toBeUndefined();
+      expect(kept?.metadata?.annotations?.[DELETION_COST]).toBeUndefined();
     } finally {
       await releaseHold();
     }

@@ -27,7 +27,7 @@ import {
   freezeContainer,
   holdCriu,
   node,
-  waitForCriu,
+  waitForHeldCriu,
 } from "./node-control.ts";
 import { apply, busyboxPod, clients, cluster, podReady, waitForPod } from "./support.ts";
 
@@ -329,7 +329,7 @@ describe("end to end on real nodes", () => {
     const release = await holdCriu(edge);
     try {
       await createMigration(ns, "damaged", { podName: "damaged", fallbackToRestart: false });
-      await waitForCriu(edge);
+      await waitForHeldCriu(edge);
       await freezeContainer(agentId, true);
     } finally {
       await release();

@@ -326,6 +326,20 @@ export async function holdCriu(nodeName: string): Promise<() => Promise<void>> {
 }
 
 /**
+ * Resolves once the runtime's CRIU call waits in the hold of holdCriu(): the
+ * process found is the wrapper's shell, CRIU proper has not started.
+ */
+export async function waitForHeldCriu(nodeName: string, timeoutMs = 60_000): Promise<number> {
+  const pid = await waitForCriu(nodeName, timeoutMs);
+  const argv0 = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0")[0] ?? "";
+  if (!argv0.endsWith("sh"))
+    throw new Error(
+      `CRIU (${argv0}) ran on ${nodeName} without waiting for the hold: does containerd pass EDGESHIFT_TEST_CRIU_HOLD on?`,
+    );
+  return pid;
+}
+
+/**
  * Resolves once a CRIU process runs on the node: the
  * kubelet's checkpoint call is then inside containerd + runc, and its answer
  * has not been written yet.
