@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { RequeueError, WorkQueue } from "./workqueue.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -83,19 +83,30 @@ describe("WorkQueue", () => {
   });
 
   it("keeps the earlier of two timed adds and honours requeueAfter", async () => {
-    const q = new WorkQueue({ name: "t" });
-    const seen: number[] = [];
-    const t0 = Date.now();
-    q.start(async () => {
-      seen.push(Date.now() - t0);
-      return seen.length === 1 ? { requeueAfterMs: 30 } : undefined;
-    });
-    q.addAfter("a", 20);
-    q.addAfter("a", 500);
-    await sleep(120);
-    expect(seen).toHaveLength(2);
-    expect(seen[0]).toBeLessThan(100);
-    expect(seen[1]).toBeGreaterThanOrEqual(48);
-    await q.shutdown();
+    // Fake timers: the order and the delays are checked exactly, however busy the machine.
+    vi.useFakeTimers();
+    try {
+      const q = new WorkQueue({ name: "t" });
+      const seen: number[] = [];
+      const t0 = Date.now();
+      q.start(async () => {
+        seen.push(Date.now() - t0);
+        return seen.length === 1 ? { requeueAfterMs: 30 } : undefined;
+      });
+      q.addAfter("a", 20);
+      q.addAfter("a", 500);
+      await vi.advanceTimersByTimeAsync(19);
+      expect(seen).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(seen).toEqual([20]);
+      await vi.advanceTimersByTimeAsync(30);
+      expect(seen).toEqual([20, 50]);
+      // The later add was folded into the earlier one: nothing runs at 500 ms.
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(seen).toEqual([20, 50]);
+      await q.shutdown();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
