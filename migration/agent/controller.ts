@@ -20,9 +20,8 @@ import {
   setMigrationFinalizers,
   writeMigrationStatus,
 } from "../../operator/kube/migration-status.ts";
-import { isConflict, isNotFound } from "../../operator/kube/patch.ts";
+import { isNotFound } from "../../operator/kube/patch.ts";
 import { RequeueError, WorkQueue } from "../../operator/kube/workqueue.ts";
-import { ArchiveError } from "../archive/errors.ts";
 import { deleteArchive } from "../archive/gc.ts";
 import { type ArchiveOwner, matchArchive } from "../archive/match.ts";
 import { recordCheckpointRequest } from "../archive/requests.ts";
@@ -31,22 +30,12 @@ import { CheckpointError, checkpoint, type KubeletPin } from "../kubelet/client.
 import { tagForMigration } from "../oci/tag.ts";
 import type { RegistryCredentials } from "../registry/auth.ts";
 import { deleteCheckpointImages, IMAGE_FINALIZER } from "../registry/cleanup.ts";
-import { RegistryClient, RegistryError } from "../registry/client.ts";
+import { RegistryClient } from "../registry/client.ts";
 import { pushCheckpointImage } from "../registry/push.ts";
 import { parseRepository } from "../registry/reference.ts";
 import { findAdoptableArchive } from "./adopt.ts";
 import type { AgentConfig } from "./config.ts";
-
-/** A step failed for good: its condition goes False with this reason. */
-class StepFailure extends Error {
-  readonly condition: "Checkpointed" | "ImagePushed";
-  readonly reason: string;
-  constructor(condition: "Checkpointed" | "ImagePushed", reason: string, message: string) {
-    super(message);
-    this.condition = condition;
-    this.reason = reason;
-  }
-}
+import { classifyStepError, type StepCondition, StepFailure } from "./errors.ts";
 
 export interface AgentDeps {
   config: AgentConfig;
@@ -192,6 +181,11 @@ export class AgentController {
     // The cache can lag our own writes; each step starts from what is recorded now.
     let m = await this.read(namespace, name);
     if (!m) return undefined;
+    if (migrationFinished(m) && m.metadata.labels?.[SOURCE_NODE_LABEL] === this.deps.config.node) {
+      // Ended by the operator while a step was still retrying (a CheckpointTimeout
+      // while the API server refused our writes): its archives serve nobody now.
+      await this.cleanup(m, this.log.child({ key }));
+    }
     if (
       m.metadata.finalizers?.includes(IMAGE_FINALIZER) &&
       (m.metadata.deletionTimestamp || migrationFinished(m))
@@ -202,6 +196,7 @@ export class AgentController {
     if (!this.ours(m)) return undefined;
     const log = this.log.child({ key });
     const containers = m.status?.containers?.map((c) => c.name) ?? m.spec.containers ?? [];
+    let step: StepCondition = "Checkpointed";
     try {
       if (containers.length === 0) {
         throw new StepFailure(
@@ -213,10 +208,28 @@ export class AgentController {
       if (getCondition(m.status?.conditions, "Checkpointed")?.status !== "True") {
         m = await this.checkpointAll(m, containers, log);
       }
+      step = "ImagePushed";
       m = await this.pushAll(m, containers, log);
     } catch (err) {
-      if (err instanceof RequeueError || isConflict(err)) throw new RequeueError("conflict");
-      const failure = this.classify(err);
+      const outcome = classifyStepError(err, step);
+      if (outcome.kind === "conflict") throw new RequeueError("conflict");
+      if (outcome.kind !== "failed") {
+        // The API server blipped or refused one of our own calls: that says
+        // nothing about the checkpoint or the image. Nothing is undone (the
+        // archive and any pushed image stay for the retry, which adopts them);
+        // the queue backs off, and the operator's CheckpointTimeout bounds it.
+        const fields = { err, status: outcome.status, step, apiMessage: outcome.message };
+        if (outcome.kind === "apiRefused") {
+          log.error(
+            fields,
+            "The API server refused the agent's request; retrying with backoff (check the admission policies on Migrations)",
+          );
+        } else {
+          log.warn(fields, "A Kubernetes API call failed; retrying with backoff");
+        }
+        throw err;
+      }
+      const { failure } = outcome;
       log.warn({ err, reason: failure.reason }, "Migration step failed");
       this.results.inc({
         step: failure.condition === "Checkpointed" ? "checkpoint" : "push",
@@ -224,9 +237,14 @@ export class AgentController {
       });
       // The step may have written since `m` was read: record the failure on the latest.
       const latest = await this.read(namespace, name);
-      if (!latest) return undefined;
-      await this.cleanup(latest, log);
-      await this.writeStatus(latest, (s) => {
+      if (!latest) {
+        // Deleted: its archives serve nobody.
+        await this.cleanup(m, log);
+        return undefined;
+      }
+      // The failure is recorded before anything is deleted: should this write
+      // not get through, the retry runs the step again with all it made.
+      const failed = await this.writeStatus(latest, (s) => {
         s.conditions = setCondition(
           s.conditions,
           {
@@ -239,6 +257,7 @@ export class AgentController {
           new Date(),
         );
       });
+      await this.cleanup(failed, log);
     }
     return undefined;
   }
@@ -300,7 +319,7 @@ export class AgentController {
         );
       });
       const t0 = performance.now();
-      const path = await checkpoint(target, {
+      const path = await kubeletCheckpoint(target, {
         host: config.kubeletHost,
         port: config.kubeletPort,
         token: async () => (await readFile(config.tokenFile, "utf8")).trim(),
@@ -444,34 +463,12 @@ export class AgentController {
       try {
         return await fn();
       } catch (err) {
-        if (attempt >= 3 || this.classify(err).reason !== "RegistryUnavailable") throw err;
+        const outcome = classifyStepError(err, "ImagePushed");
+        const down = outcome.kind === "failed" && outcome.failure.reason === "RegistryUnavailable";
+        if (attempt >= 3 || !down) throw err;
         await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
       }
     }
-  }
-
-  private classify(err: unknown): StepFailure {
-    if (err instanceof StepFailure) return err;
-    if (err instanceof CheckpointError) {
-      const reason =
-        err.reason === "RuntimeUnsupported" ? "RuntimeUnsupported" : "CheckpointFailed";
-      return new StepFailure("Checkpointed", reason, `${err.reason}: ${err.message}`);
-    }
-    if (err instanceof ArchiveError)
-      return new StepFailure("Checkpointed", "ArchiveInvalid", err.message);
-    if (err instanceof RegistryError) {
-      const down = err.status === undefined || err.status >= 500;
-      return new StepFailure(
-        "ImagePushed",
-        down ? "RegistryUnavailable" : "PushFailed",
-        err.message,
-      );
-    }
-    const code = (err as NodeJS.ErrnoException | undefined)?.code ?? "";
-    if (["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND"].includes(code)) {
-      return new StepFailure("ImagePushed", "RegistryUnavailable", (err as Error).message);
-    }
-    return new StepFailure("ImagePushed", "PushFailed", (err as Error)?.message ?? String(err));
   }
 
   /**
@@ -508,11 +505,8 @@ export class AgentController {
   }
 
   /** After a failure nothing of the checkpoint stays on the node. */
-  private async cleanup(m: Migration | undefined, log: Logger): Promise<void> {
-    const latest = m
-      ? (this.informer.get(m.metadata.name ?? "", m.metadata.namespace) ?? m)
-      : undefined;
-    for (const c of latest?.status?.containers ?? []) {
+  private async cleanup(m: Migration, log: Logger): Promise<void> {
+    for (const c of m.status?.containers ?? []) {
       if (!c.archivePath) continue;
       await deleteArchive(this.deps.config.checkpointDir, c.archivePath, { logger: log }).catch(
         (err) => log.warn({ err, archive: c.archivePath }, "Failed to delete archive"),
@@ -532,6 +526,24 @@ export class AgentController {
       }
       throw err;
     }
+  }
+}
+
+/**
+ * The kubelet's checkpoint call, every failure of it a CheckpointError: one
+ * that escapes the client unwrapped (the answer cut short, the token file
+ * unreadable) is still the kubelet step's, never the API server's.
+ */
+async function kubeletCheckpoint(...args: Parameters<typeof checkpoint>): Promise<string> {
+  try {
+    return await checkpoint(...args);
+  } catch (err) {
+    if (err instanceof CheckpointError) throw err;
+    throw new CheckpointError(
+      "CheckpointFailed",
+      `The kubelet checkpoint call failed: ${(err as Error)?.message ?? String(err)}`,
+      { cause: err },
+    );
   }
 }
 

@@ -60,6 +60,17 @@ interface SendOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * A transport failure (refused, reset, timed out, a body cut short) as a
+ * RegistryError without a status, the cause kept: whoever calls the registry
+ * can tell "the registry did not answer" from any other error by its type.
+ */
+function unreachable(what: string, err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new RegistryError(`${what} failed: ${message}`, { cause: err });
+}
+
 function errorFromBody(what: string, res: Response): RegistryError {
   let code: string | undefined;
   let detail = "";
@@ -267,7 +278,7 @@ export class RegistryClient {
         signal,
       );
       if (res.statusCode === 401 && authorise && hop === 0) {
-        const body = await collect(res);
+        const body = await collect(res, `GET blob ${digest}`);
         await this.#handleChallenge(scope, { status: 401, headers: res.headers, body });
         continue;
       }
@@ -279,7 +290,7 @@ export class RegistryClient {
         continue;
       }
       if (res.statusCode !== 200) {
-        const body = await collect(res);
+        const body = await collect(res, `GET blob ${digest}`);
         throw errorFromBody(`GET blob ${digest}`, {
           status: res.statusCode ?? 0,
           headers: res.headers,
@@ -348,7 +359,7 @@ export class RegistryClient {
     const headers: Record<string, string> = {};
     if (this.#creds) headers.authorization = this.#creds.basicAuthorization();
     const msg = await this.#raw("GET", realm, headers, undefined, undefined);
-    const body = await collect(msg);
+    const body = await collect(msg, `Token request to ${realm.origin}${realm.pathname}`);
     if (msg.statusCode !== 200) {
       throw new RegistryError(
         `Token service ${realm.origin}${realm.pathname} answered ${msg.statusCode}`,
@@ -359,10 +370,11 @@ export class RegistryClient {
     try {
       parsed = JSON.parse(body.toString("utf8")) as typeof parsed;
     } catch {
-      throw new RegistryError(`Token service ${realm.origin} returned no JSON`);
+      throw new RegistryError(`Token service ${realm.origin} returned no JSON`, { status: 200 });
     }
     const value = parsed.token ?? parsed.access_token;
-    if (!value) throw new RegistryError(`Token service ${realm.origin} returned no token`);
+    if (!value)
+      throw new RegistryError(`Token service ${realm.origin} returned no token`, { status: 200 });
     // Renew a little early; the spec's default lifetime is 60 s.
     const ttl = Math.max(10, (parsed.expires_in ?? 60) - 5);
     this.#tokens.set(scope, { value, expiresAt: Date.now() + ttl * 1000 });
@@ -380,7 +392,7 @@ export class RegistryClient {
       else if (method === "PUT" || method === "POST" || method === "PATCH")
         headers["content-length"] = "0";
       const msg = await this.#raw(method, url, headers, opts.body, opts.signal);
-      const body = await collect(msg);
+      const body = await collect(msg, `${method} ${url.host}${url.pathname}`);
       if (opts.body) this.bytesSent += opts.body.length;
       const res = { status: msg.statusCode ?? 0, headers: msg.headers, body };
       if (res.status !== 401) return res;
@@ -414,9 +426,10 @@ export class RegistryClient {
       fail = reject;
     });
     failed.catch(() => {});
+    const what = `PATCH ${url.host}${url.pathname}`;
     const response = new Promise<Response>((resolve) => {
       req.once("response", (msg) => {
-        collect(msg).then(
+        collect(msg, what).then(
           (body) => {
             const res = { status: msg.statusCode ?? 0, headers: msg.headers, body };
             // A registry may refuse (and stop reading) before the body is done.
@@ -427,15 +440,7 @@ export class RegistryClient {
         );
       });
     });
-    req.once("error", (err) =>
-      fail(
-        err instanceof RegistryError
-          ? err
-          : new RegistryError(`PATCH ${url.host}${url.pathname} failed: ${err.message}`, {
-              cause: err,
-            }),
-      ),
-    );
+    req.once("error", (err) => fail(unreachable(what, err)));
     let bytes = 0;
     const sink: LayerSink = {
       write: (chunk) => {
@@ -443,7 +448,8 @@ export class RegistryClient {
         this.bytesSent += chunk.length;
         return Promise.race([
           new Promise<void>((resolve, reject) => {
-            req.write(chunk, (err) => (err ? reject(err) : resolve()));
+            // The socket going away shows here first (EPIPE, ECONNRESET): still the registry's.
+            req.write(chunk, (err) => (err ? reject(unreachable(what, err)) : resolve()));
           }),
           failed,
         ]);
@@ -503,30 +509,29 @@ export class RegistryClient {
         return;
       }
       req.once("response", resolve);
-      req.once("error", (err) =>
-        reject(
-          err instanceof RegistryError
-            ? err
-            : new RegistryError(`${method} ${url.host}${url.pathname} failed: ${err.message}`, {
-                cause: err,
-              }),
-        ),
-      );
+      req.once("error", (err) => reject(unreachable(`${method} ${url.host}${url.pathname}`, err)));
       req.end(body);
     });
   }
 }
 
-async function collect(msg: IncomingMessage): Promise<Buffer> {
+/** A response's body; a connection that breaks before its end is a RegistryError without a status. */
+async function collect(msg: IncomingMessage, what: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of msg) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_JSON_BODY) {
-      msg.destroy();
-      throw new RegistryError("Registry response too large");
+  try {
+    for await (const chunk of msg) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_JSON_BODY) {
+        msg.destroy();
+        throw new RegistryError(`${what}: registry response too large`, {
+          status: msg.statusCode,
+        });
+      }
+      chunks.push(chunk as Buffer);
     }
-    chunks.push(chunk as Buffer);
+  } catch (err) {
+    throw unreachable(`${what}: reading the answer`, err);
   }
   return Buffer.concat(chunks);
 }

@@ -96,10 +96,26 @@ interface ConfigJson {
   rootfs?: { diff_ids?: string[] };
 }
 
-async function readJson<T>(stream: AsyncIterable<unknown>): Promise<T> {
+/** A JSON document the registry answered 200 with; malformed, it is the registry's fault (a RegistryError with that status). */
+function parseJson<T>(what: string, bytes: Buffer): T {
+  try {
+    return JSON.parse(bytes.toString("utf8")) as T;
+  } catch {
+    throw new RegistryError(`${what}: the registry answered no valid JSON`, { status: 200 });
+  }
+}
+
+/** A blob streamed by getBlob; a connection that breaks mid-body is a RegistryError without a status. */
+async function readJson<T>(what: string, stream: AsyncIterable<unknown>): Promise<T> {
   const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return JSON.parse(Buffer.concat(chunks).toString("utf8")) as T;
+  try {
+    for await (const c of stream) chunks.push(c as Buffer);
+  } catch (err) {
+    throw err instanceof RegistryError
+      ? err
+      : new RegistryError(`${what} failed: ${(err as Error).message}`, { cause: err });
+  }
+  return parseJson<T>(what, Buffer.concat(chunks));
 }
 
 /** The existing image under `tag` if it was built from the same archive and all its blobs are present. */
@@ -112,7 +128,7 @@ async function findExisting(
 ): Promise<{ digest: string; manifestDigest: string; layer: LayerDigests } | undefined> {
   const index = await client.getManifest(repo, tag, [MediaType.ImageIndex], signal);
   if (!index || index.mediaType !== MediaType.ImageIndex) return undefined;
-  const parsed = JSON.parse(index.bytes.toString("utf8")) as IndexJson;
+  const parsed = parseJson<IndexJson>(`GET manifest ${tag}`, index.bytes);
   const manifestDigest = parsed.manifests?.[0]?.digest;
   if (parsed.annotations?.[EdgeshiftAnnotation.Source] !== fingerprint || !manifestDigest) {
     return undefined;
@@ -124,13 +140,16 @@ async function findExisting(
     signal,
   );
   if (!manifest) return undefined;
-  const m = JSON.parse(manifest.bytes.toString("utf8")) as ManifestJson;
+  const m = parseJson<ManifestJson>(`GET manifest ${manifestDigest}`, manifest.bytes);
   const layer = m.layers?.[0];
   const configDigest = m.config?.digest;
   if (!layer?.digest || !layer.mediaType || layer.size === undefined || !configDigest)
     return undefined;
   if ((await client.blobSize(repo, layer.digest, signal)) === undefined) return undefined;
-  const config = await readJson<ConfigJson>(await client.getBlob(repo, configDigest, signal));
+  const config = await readJson<ConfigJson>(
+    `GET blob ${configDigest}`,
+    await client.getBlob(repo, configDigest, signal),
+  );
   const diffId = config.rootfs?.diff_ids?.[0];
   if (!diffId) return undefined;
   const compression: Compression = layer.mediaType.endsWith("+zstd")
