@@ -398,25 +398,8 @@ describe("cutover holds under real-world timing", () => {
       // its own ranking), so the test sees only what the reveal does.
       await fillPodQuota(1);
       await kubectl(["-n", ns(), "delete", "pod", origName, "--wait=false"]);
-      await waitUntil(
-        "the ReplicaSet refused a replacement by the quota",
-        async () =>
-          (
-            await kubectl([
-              "-n",
-              ns(),
-              "get",
-              "events",
-              "--field-selector",
-              `involvedObject.kind=ReplicaSet,involvedObject.name=${rs?.name},reason=FailedCreate`,
-              "-o",
-              "name",
-            ])
-          ).trim()
-            ? true
-            : undefined,
-        { timeoutMs: 60_000, intervalMs: 250 },
-      );
+      // The ReplicaSet refused a replacement by the quota.
+      await moves.awaitEvent(ns(), { kind: "ReplicaSet", name: rs?.name ?? "" }, "FailedCreate");
       // Gone for good, not just terminating: nothing is left to read the labels from.
       await moves.gone(ns(), origName);
       await releaseHold();
@@ -606,25 +589,8 @@ describe("cutover holds under real-world timing", () => {
     // comes it finds exactly the two pods it wants and removes neither.
     await fillPodQuota();
     await kubectl(["-n", ns(), "scale", "deployment", "cs-scale", "--replicas=2"]);
-    await waitUntil(
-      "the ReplicaSet refused a pod by the quota",
-      async () =>
-        (
-          await kubectl([
-            "-n",
-            ns(),
-            "get",
-            "events",
-            "--field-selector",
-            `involvedObject.kind=ReplicaSet,involvedObject.name=${rs?.name},reason=FailedCreate`,
-            "-o",
-            "name",
-          ])
-        ).trim()
-          ? true
-          : undefined,
-      { timeoutMs: 60_000, intervalMs: 500 },
-    );
+    // The ReplicaSet refused a pod by the quota.
+    await moves.awaitEvent(ns(), { kind: "ReplicaSet", name: rs?.name ?? "" }, "FailedCreate");
     await releaseHold();
     await waitForPod(ns(), restored, "adopted by the ReplicaSet", (p) =>
       Boolean(p.metadata?.ownerReferences?.some((o) => o.controller && o.uid === rs?.uid)),
@@ -633,17 +599,12 @@ describe("cutover holds under real-world timing", () => {
     const done = await moves.awaitMigration(ns(), "cs-scale", 120_000);
     expect(done.status?.phase, done.status?.message).toBe("Succeeded");
     await moves.gone(ns(), origName);
-    const events = await kubectl([
-      "-n",
+    const events = await moves.eventMessages(
       ns(),
-      "get",
-      "events",
-      "--field-selector",
-      "involvedObject.kind=Migration,involvedObject.name=cs-scale,reason=CutOverDeadline",
-      "-o",
-      "name",
-    ]);
-    expect(events.trim(), "a CutOverDeadline event").not.toBe("");
+      { kind: "Migration", name: "cs-scale" },
+      "CutOverDeadline",
+    );
+    expect(events, "a CutOverDeadline event").toHaveLength(1);
     // The quota freed by the original, the ReplicaSet creates the second replica.
     const now = await waitUntil(
       "two cs-scale pods Ready",

@@ -74,17 +74,12 @@ describe("checkpoint images when the edge agent cannot remove them", () => {
     );
     expect(released.status?.phase).toBe("Succeeded");
     expect(await manifestStatus(REPO(), digest)).toBe(404);
-    const events = await kubectl([
-      "-n",
+    const events = await moves.eventMessages(
       ns(),
-      "get",
-      "events",
-      "--field-selector",
-      "involvedObject.kind=Migration,involvedObject.name=ic-web,reason=CheckpointImagesDeleted",
-      "-o",
-      "jsonpath={.items[*].message}",
-    ]);
-    expect(events).toMatch(/in the edge agent's place/);
+      { kind: "Migration", name: "ic-web" },
+      "CheckpointImagesDeleted",
+    );
+    expect(events.join("\n")).toMatch(/in the edge agent's place/);
     // The cleanup pod is gone with its work.
     const left = await kubectl([
       "-n",

@@ -112,6 +112,36 @@ export async function podsOf(namespace: string, labelSelector: string): Promise<
   );
 }
 
+/** The messages of the events of `kind`/`name` with `reason` in the namespace (none: []). */
+export async function eventMessages(
+  namespace: string,
+  involved: { kind: string; name: string },
+  reason: string,
+): Promise<string[]> {
+  const list = await clients().core.listNamespacedEvent({
+    namespace,
+    fieldSelector: `involvedObject.kind=${involved.kind},involvedObject.name=${involved.name},reason=${reason}`,
+  });
+  return list.items.map((e) => e.message ?? "");
+}
+
+/** Waits until such an event exists; returns the messages. */
+export function awaitEvent(
+  namespace: string,
+  involved: { kind: string; name: string },
+  reason: string,
+  timeoutMs = 60_000,
+): Promise<string[]> {
+  return waitUntil(
+    `a ${reason} event of ${involved.kind} ${involved.name}`,
+    async () => {
+      const m = await eventMessages(namespace, involved, reason);
+      return m.length > 0 ? m : undefined;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
+}
+
 /** Waits until no pod of that name exists (not even terminating). */
 export async function gone(namespace: string, name: string): Promise<void> {
   await waitUntil(
