@@ -717,6 +717,16 @@ export class MigrationController {
         if (waiting) return waiting;
       }
       const images = policy === "checkpoint" ? this.acceptImages(m) : {};
+      if (policy === "checkpoint") {
+        // What the agent reported must be exactly the containers this migration moves.
+        const moved = migratedContainers(original, m).sort();
+        const reported = Object.keys(images).sort();
+        if (moved.join() !== reported.join())
+          throw new Failure(
+            "ImageRejected",
+            `the checkpoint reports containers [${reported.join(", ")}], the migration moves [${moved.join(", ")}]`,
+          );
+      }
       const owner = ownerKind(original);
       const body = buildRestorePod({
         pod: original,
