@@ -839,6 +839,11 @@ export class MigrationController {
     const expired = Date.now() - since > this.deps.cutoverTimeoutMs;
 
     if (live && record?.ownerKind === "ReplicaSet") await this.setDeletionCost(live);
+    // A Job that sees the original and the revealed pod both active removes one
+    // of its own choosing (the newer, the restored pod) at its next sync, about
+    // a second after the reveal: so everything the original's removal needs is
+    // done before the reveal, and the original is deleted right after it.
+    if (live && record?.ownerKind === "Job") await this.releaseFromJob(live);
     const revealed = await this.reveal(ns, restored, record);
     if (revealed.metadata?.deletionTimestamp)
       throw new Failure("CutOverFailed", "the owner removed the restored pod at cutover");
@@ -848,7 +853,6 @@ export class MigrationController {
       // The original's deletion (an edge pod event) wakes this step.
       if (record?.ownerKind === "ReplicaSet" && !expired)
         return this.waitFor(since + this.deps.cutoverTimeoutMs);
-      if (record?.ownerKind === "Job") await this.releaseFromJob(live);
       await this.deleteOriginal(live);
       log.info({ pod: m.spec.podName, expired }, "Deleted the original pod");
       if (expired && record?.ownerKind === "ReplicaSet") {
@@ -938,21 +942,36 @@ export class MigrationController {
    * from being dropped uncounted.
    */
   private async releaseFromJob(original: V1Pod): Promise<void> {
-    const finalizers = original.metadata?.finalizers ?? [];
-    if (!finalizers.includes(JOB_TRACKING_FINALIZER)) return;
-    await this.deps.core.patchNamespacedPod(
-      {
-        namespace: original.metadata?.namespace ?? "",
-        name: original.metadata?.name ?? "",
-        body: {
-          metadata: {
-            resourceVersion: original.metadata?.resourceVersion,
-            finalizers: finalizers.filter((f) => f !== JOB_TRACKING_FINALIZER),
+    let pod = original;
+    // The pod changes under us (the kubelet's status, a monitor injected): read
+    // it again at once rather than through the queue's backoff, since the
+    // reveal waits for this.
+    for (let attempt = 1; ; attempt++) {
+      const finalizers = pod.metadata?.finalizers ?? [];
+      if (!finalizers.includes(JOB_TRACKING_FINALIZER)) return;
+      try {
+        await this.deps.core.patchNamespacedPod(
+          {
+            namespace: pod.metadata?.namespace ?? "",
+            name: pod.metadata?.name ?? "",
+            body: {
+              metadata: {
+                resourceVersion: pod.metadata?.resourceVersion,
+                finalizers: finalizers.filter((f) => f !== JOB_TRACKING_FINALIZER),
+              },
+            },
           },
-        },
-      },
-      mergePatch,
-    );
+          mergePatch,
+        );
+        return;
+      } catch (err) {
+        if (!isConflict(err) || attempt >= 5) throw err;
+      }
+      const now = await this.readPod(pod.metadata?.namespace ?? "", pod.metadata?.name ?? "");
+      if (!now || now.metadata?.uid !== original.metadata?.uid) return;
+      if (podFinished(now) && !now.metadata?.deletionTimestamp) this.finishedDuringMigration(now);
+      pod = now;
+    }
   }
 
   /** Deletes exactly the pod validated: a pod re-created under its name is not touched. */
@@ -1267,6 +1286,30 @@ export class MigrationController {
         .catch((err) => {
           if (!isNotFound(err) && !isConflict(err)) throw err;
         });
+    }
+    // Cutover takes a Job's tracking finalizer off the original just before the
+    // reveal: running on, the original needs it back for the Job to count its end.
+    const own = original && m.status?.reveal?.ownerKind === "Job" ? original : undefined;
+    if (
+      own &&
+      (!m.status?.sourcePodUID || own.metadata?.uid === m.status.sourcePodUID) &&
+      !own.metadata?.deletionTimestamp &&
+      !podFinished(own) &&
+      !(own.metadata?.finalizers ?? []).includes(JOB_TRACKING_FINALIZER)
+    ) {
+      await this.deps.core.patchNamespacedPod(
+        {
+          namespace: ns,
+          name: m.spec.podName,
+          body: {
+            metadata: {
+              resourceVersion: own.metadata?.resourceVersion,
+              finalizers: [...(own.metadata?.finalizers ?? []), JOB_TRACKING_FINALIZER],
+            },
+          },
+        },
+        mergePatch,
+      );
     }
   }
 

@@ -219,19 +219,16 @@ async function refusals(): Promise<number> {
   return n;
 }
 
-/** Whether the operator could change restored pods right now (a server-side dry run as it). */
-async function operatorMayPatch(pod: string): Promise<boolean> {
-  return kubectl([
-    "-n",
-    ns(),
-    "--as",
-    OPERATOR_USER,
-    "label",
-    "pod",
-    pod,
-    "edgeshift.dev/dry-run=x",
-    "--dry-run=server",
-  ]).then(
+/**
+ * Whether the operator could do now what the hold refuses (a server-side dry
+ * run as it): change the restored probe pod, or delete the other one.
+ */
+async function operatorMay(what: keyof typeof PROBES): Promise<boolean> {
+  const act =
+    what === "reveal"
+      ? ["label", "pod", PROBES.reveal, "edgeshift.dev/dry-run=x"]
+      : ["delete", "pod", PROBES.removal];
+  return kubectl(["-n", ns(), "--as", OPERATOR_USER, ...act, "--dry-run=server"]).then(
     () => true,
     () => false,
   );
@@ -260,8 +257,8 @@ let holding: keyof typeof PROBES | undefined;
 /**
  * Refuses, in the app namespace, every change the operator makes to a restored
  * pod ("reveal": cutover stops right before the owner may adopt it) or every
- * change and deletion of any other pod ("removal": cutover stops after the
- * reveal, before the original goes). Returns once the API server enforces it.
+ * deletion of any other pod ("removal": cutover stops after the reveal, before
+ * the original goes). Returns once the API server enforces it.
  */
 async function hold(what: keyof typeof PROBES): Promise<void> {
   await apply(probePod(PROBES.reveal, true), probePod(PROBES.removal, false));
@@ -277,7 +274,7 @@ async function hold(what: keyof typeof PROBES): Promise<void> {
           {
             apiGroups: [""],
             apiVersions: ["v1"],
-            operations: what === "reveal" ? ["UPDATE"] : ["UPDATE", "DELETE"],
+            operations: what === "reveal" ? ["UPDATE"] : ["DELETE"],
             resources: ["pods"],
           },
         ],
@@ -288,7 +285,7 @@ async function hold(what: keyof typeof PROBES): Promise<void> {
       validations: [
         {
           expression: what === "reveal" ? `!(${restoredPod})` : restoredPod,
-          message: `held by the test: the operator may not ${what === "reveal" ? "change a restored pod" : "change or delete another pod"} now`,
+          message: `held by the test: the operator may not ${what === "reveal" ? "change a restored pod" : "delete another pod"} now`,
         },
       ],
     },
@@ -309,7 +306,7 @@ async function hold(what: keyof typeof PROBES): Promise<void> {
   holding = what;
   await waitUntil(
     "the hold policy in force",
-    async () => ((await operatorMayPatch(PROBES[what])) ? undefined : true),
+    async () => ((await operatorMay(what)) ? undefined : true),
     { timeoutMs: 30_000, intervalMs: 250 },
   );
 }
@@ -335,7 +332,7 @@ async function releaseHold(): Promise<void> {
   if (was) {
     await waitUntil(
       "the hold policy lifted",
-      async () => ((await operatorMayPatch(PROBES[was])) ? true : undefined),
+      async () => ((await operatorMay(was)) ? true : undefined),
       { timeoutMs: 30_000, intervalMs: 250 },
     );
   }
