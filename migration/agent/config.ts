@@ -16,6 +16,13 @@ export interface AgentConfig {
   tokenFile: string;
   checkpointDir: string;
   checkpointTimeoutSeconds: number;
+  /** The host's /sys/fs/cgroup as mounted into the agent: where source containers are frozen. */
+  cgroupRoot: string;
+  /**
+   * Handoff Freeze: how long a frozen original may wait for its image to be
+   * reported before the agent thaws it and abandons the migration.
+   */
+  fenceTimeoutMs: number;
   registryRepository: string;
   registryInsecure: boolean;
   /** A mounted .dockerconfigjson; empty means anonymous. */
@@ -88,6 +95,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
     tokenFile: str("EDGESHIFT_TOKEN_FILE", `${SA_DIR}/token`),
     checkpointDir: str("EDGESHIFT_CHECKPOINT_DIR", "/var/lib/kubelet/checkpoints"),
     checkpointTimeoutSeconds: int("EDGESHIFT_CHECKPOINT_TIMEOUT_SECONDS", 60, 1, 600),
+    cgroupRoot: str("EDGESHIFT_CGROUP_ROOT", "/sys/fs/cgroup"),
+    fenceTimeoutMs: int("EDGESHIFT_FENCE_TIMEOUT_SECONDS", 120, 5, 3600) * 1000,
     registryRepository: str("EDGESHIFT_REGISTRY_REPOSITORY"),
     registryInsecure: insecure === "true",
     registryAuthFile: str("EDGESHIFT_REGISTRY_AUTH_FILE", ""),

@@ -36,6 +36,31 @@ import { parseRepository } from "../registry/reference.ts";
 import { findAdoptableArchive } from "./adopt.ts";
 import type { AgentConfig } from "./config.ts";
 import { classifyStepError, type StepCondition, StepFailure } from "./errors.ts";
+import {
+  type ContainerCgroup,
+  checkpointHeld,
+  FreezeError,
+  findContainerCgroup,
+  freezerState,
+  setFrozen,
+} from "./freezer.ts";
+
+/**
+ * A source container this agent froze (handoff Freeze). Until `committed` (the
+ * image reported: the operator may restore from it) the agent thaws it by
+ * itself on any failure and when `fenceTimeoutMs` has passed since the freeze,
+ * an edge partition included, and then never reports the image. Once
+ * committed, only a Migration seen Failed or deleted thaws it; a Succeeded one
+ * deletes it (the kubelet's SIGKILL, for which runc thaws it: it never runs again).
+ */
+interface Fence {
+  uid: string;
+  cgroups: ContainerCgroup[];
+  frozenAt: number;
+  committed: boolean;
+  abandoned: boolean;
+  timer?: NodeJS.Timeout;
+}
 
 export interface AgentDeps {
   config: AgentConfig;
@@ -104,6 +129,9 @@ export class AgentController {
   private readonly steps: Histogram<"step">;
   private readonly results: Counter<"step" | "result">;
   private readonly bytes: Counter<"kind">;
+  private readonly fences = new Map<string, Fence>();
+  /** Migrations (key/uid) whose rollback thaw is done: nothing to look at again. */
+  private readonly settled = new Set<string>();
 
   constructor(deps: AgentDeps) {
     this.deps = deps;
@@ -148,6 +176,9 @@ export class AgentController {
   async stop(): Promise<void> {
     await this.informer.stop();
     await this.queue.shutdown();
+    // A frozen original stays frozen across the agent's restart: the next
+    // agent resumes its fence from status.timestamps.frozen.
+    for (const f of this.fences.values()) clearTimeout(f.timer);
   }
 
   private async read(namespace: string, name: string): Promise<Migration | undefined> {
@@ -180,7 +211,11 @@ export class AgentController {
     if (!this.informer.get(name, namespace)) return undefined;
     // The cache can lag our own writes; each step starts from what is recorded now.
     let m = await this.read(namespace, name);
-    if (!m) return undefined;
+    if (!m) {
+      this.dropFence(key);
+      return undefined;
+    }
+    await this.thawRolledBack(key, m);
     if (migrationFinished(m) && m.metadata.labels?.[SOURCE_NODE_LABEL] === this.deps.config.node) {
       // Ended by the operator while a step was still retrying (a CheckpointTimeout
       // while the API server refused our writes): its archives serve nobody now.
@@ -206,10 +241,12 @@ export class AgentController {
         );
       }
       if (getCondition(m.status?.conditions, "Checkpointed")?.status !== "True") {
-        m = await this.checkpointAll(m, containers, log);
+        m = await this.checkpointAll(key, m, containers, log);
+      } else if (m.status?.handoff === "Freeze") {
+        await this.resumeFence(key, m, containers);
       }
       step = "ImagePushed";
-      m = await this.pushAll(m, containers, log);
+      m = await this.pushAll(key, m, containers, log);
     } catch (err) {
       const outcome = classifyStepError(err, step);
       if (outcome.kind === "conflict") throw new RequeueError("conflict");
@@ -231,6 +268,12 @@ export class AgentController {
       }
       const { failure } = outcome;
       log.warn({ err, reason: failure.reason }, "Migration step failed");
+      // Not reported: nothing restores from it, so the original runs on at once.
+      await this.thawFence(
+        key,
+        log,
+        `the ${step === "Checkpointed" ? "checkpoint" : "push"} failed`,
+      );
       this.results.inc({
         step: failure.condition === "Checkpointed" ? "checkpoint" : "push",
         result: failure.reason,
@@ -263,6 +306,7 @@ export class AgentController {
   }
 
   private async checkpointAll(
+    key: string,
     m0: Migration,
     containers: string[],
     log: Logger,
@@ -270,6 +314,8 @@ export class AgentController {
     const { config } = this.deps;
     let m = m0;
     const started = Date.now();
+    const freeze = m.status?.handoff === "Freeze";
+    let frozenAt = Date.parse(m.status?.timestamps?.frozen ?? "");
     if (!m.status?.timestamps?.checkpointStarted) {
       m = await this.writeStatus(m, (s) => {
         s.timestamps = { ...s.timestamps, checkpointStarted: now() };
@@ -287,15 +333,39 @@ export class AgentController {
     }
     for (const name of containers) {
       const entry = m.status?.containers?.find((c) => c.name === name);
+      // Under Freeze an archive is the move's only if the container has not run
+      // since: held frozen. One it ran past (the agent died before it could
+      // hold it) is stale, and the container is checkpointed again.
+      const heldCg = freeze ? await this.held(m, name) : undefined;
+      const fresh = async (path: string) => {
+        if (!freeze || heldCg) return true;
+        log.warn(
+          { container: name, archive: path },
+          "The container ran after this archive; checkpointing it again",
+        );
+        await deleteArchive(config.checkpointDir, path, { logger: log }).catch(() => {});
+        return false;
+      };
+      if (heldCg)
+        this.addHeld(
+          this.fenceFor(key, m, Number.isFinite(frozenAt) ? frozenAt : Date.now()),
+          heldCg,
+        );
       // A restarted agent finds the archive it already made: no second checkpoint.
-      if (entry?.archivePath && (await exists(entry.archivePath))) continue;
+      if (
+        entry?.archivePath &&
+        (await exists(entry.archivePath)) &&
+        (await fresh(entry.archivePath))
+      )
+        continue;
       const target = {
         namespace: m.metadata.namespace ?? "",
         pod: m.spec.podName,
         container: name,
       };
       // Killed while the kubelet was checkpointing: the kubelet finished without us.
-      const adopted = await this.findArchive(m, target, log);
+      const found = await this.findArchive(m, target, log);
+      const adopted = found && (await fresh(found.path)) ? found : undefined;
       if (adopted) {
         log.info(
           { container: name, archive: adopted.path },
@@ -319,20 +389,41 @@ export class AgentController {
         );
       });
       const t0 = performance.now();
-      const path = await kubeletCheckpoint(target, {
-        host: config.kubeletHost,
-        port: config.kubeletPort,
-        token: async () => (await readFile(config.tokenFile, "utf8")).trim(),
-        tlsMode: config.kubeletTlsMode,
-        nodeName: config.node,
-        pin: this.kubeletPin,
-        ca:
-          config.kubeletTlsMode === "NodeSelfSigned"
-            ? undefined
-            : await readFile(config.kubeletCaFile),
-        timeoutSeconds: config.checkpointTimeoutSeconds,
-        logger: log,
-      });
+      const kubeletCa =
+        config.kubeletTlsMode === "NodeSelfSigned"
+          ? undefined
+          : await readFile(config.kubeletCaFile);
+      const call = () =>
+        kubeletCheckpoint(target, {
+          host: config.kubeletHost,
+          port: config.kubeletPort,
+          token: async () => (await readFile(config.tokenFile, "utf8")).trim(),
+          tlsMode: config.kubeletTlsMode,
+          nodeName: config.node,
+          pin: this.kubeletPin,
+          ca: kubeletCa,
+          timeoutSeconds: config.checkpointTimeoutSeconds,
+          logger: log,
+        });
+      let path: string;
+      let gapMs: number | undefined;
+      if (freeze) {
+        const cg = await this.cgroupOf(m, name);
+        const held = await checkpointHeld(cg, call);
+        path = held.value;
+        gapMs = held.gapMs;
+        if (!Number.isFinite(frozenAt)) frozenAt = held.heldAt;
+        this.addHeld(this.fenceFor(key, m, frozenAt), cg);
+        const fields = { container: name, gapMs, states: held.states };
+        if (gapMs > 0)
+          log.warn(
+            fields,
+            "The runtime resumed the container before it was held: it ran on for gapMs after the dump",
+          );
+        else log.info(fields, "Held the container frozen at its checkpointed state");
+      } else {
+        path = await call();
+      }
       const info = await validateArchive(path, { checkpointDir: config.checkpointDir });
       const mismatch = matchArchive(info.metadata, target);
       if (mismatch) {
@@ -353,7 +444,10 @@ export class AgentController {
           name,
           archivePath: info.path,
           archiveSizeBytes: info.sizeBytes,
+          ...(gapMs !== undefined ? { freezeGapMilliseconds: gapMs } : {}),
         });
+        if (freeze && Number.isFinite(frozenAt) && !s.timestamps?.frozen)
+          s.timestamps = { ...s.timestamps, frozen: new Date(frozenAt).toISOString() };
       });
     }
     const seconds = (Date.now() - started) / 1000;
@@ -372,7 +466,12 @@ export class AgentController {
     });
   }
 
-  private async pushAll(m0: Migration, containers: string[], log: Logger): Promise<Migration> {
+  private async pushAll(
+    key: string,
+    m0: Migration,
+    containers: string[],
+    log: Logger,
+  ): Promise<Migration> {
     const { config } = this.deps;
     let m = m0;
     const started = Date.now();
@@ -424,6 +523,19 @@ export class AgentController {
       await deleteArchive(config.checkpointDir, info.path, { logger: log });
     }
     const seconds = (Date.now() - started) / 1000;
+    // The commit point of a Freeze hand-off: once this write is sent the
+    // operator may restore, so the original is never thawed by a deadline again.
+    const fence = this.fences.get(key);
+    if (fence?.abandoned)
+      throw new StepFailure(
+        "ImagePushed",
+        "FenceExpired",
+        `the image was not reported within ${formatDuration(this.deps.config.fenceTimeoutMs / 1000)} of the freeze; the original was thawed and runs on`,
+      );
+    if (fence) {
+      fence.committed = true;
+      clearTimeout(fence.timer);
+    }
     return this.writeStatus(m, (s) => {
       s.timestamps = { ...s.timestamps, imagePushed: now() };
       s.conditions = setCondition(
@@ -437,6 +549,154 @@ export class AgentController {
         new Date(),
       );
     });
+  }
+
+  /**
+   * Handoff Freeze: the container `name` of this Migration's pod, by the pod
+   * UID and container ID the operator recorded (nothing the node or the
+   * workload wrote decides what is frozen).
+   */
+  private async cgroupOf(m: Migration, name: string): Promise<ContainerCgroup> {
+    const id = m.status?.containers?.find((c) => c.name === name)?.containerID;
+    if (!id)
+      throw new FreezeError(
+        `the operator recorded no running container ${name} to freeze (was it running?)`,
+      );
+    return findContainerCgroup(this.deps.config.cgroupRoot, m.status?.sourcePodUID ?? "", id);
+  }
+
+  /** The fence of `key`, armed from the first hold: thawed by itself if not committed in time. */
+  private fenceFor(key: string, m: Migration, heldAt: number): Fence {
+    let fence = this.fences.get(key);
+    if (fence && fence.uid !== m.metadata.uid) {
+      this.dropFence(key);
+      fence = undefined;
+    }
+    if (!fence) {
+      fence = {
+        uid: m.metadata.uid ?? "",
+        cgroups: [],
+        frozenAt: heldAt,
+        committed: getCondition(m.status?.conditions, "ImagePushed")?.status === "True",
+        abandoned: false,
+      };
+      this.fences.set(key, fence);
+    }
+    if (!fence.committed && !fence.timer) {
+      const left = fence.frozenAt + this.deps.config.fenceTimeoutMs - Date.now();
+      fence.timer = setTimeout(() => void this.fenceExpired(key), Math.max(0, left));
+      fence.timer.unref?.();
+    }
+    return fence;
+  }
+
+  private addHeld(fence: Fence, cg: ContainerCgroup): void {
+    if (!fence.cgroups.some((c) => c.dir === cg.dir)) fence.cgroups.push(cg);
+  }
+
+  /**
+   * A restarted agent finds the containers it checkpointed frozen: it takes
+   * the fence up again from the recorded freeze (already past its deadline,
+   * it thaws them at once).
+   */
+  private async resumeFence(key: string, m: Migration, containers: string[]): Promise<void> {
+    if (this.fences.has(key)) return;
+    const recorded = Date.parse(m.status?.timestamps?.frozen ?? "");
+    const fence = this.fenceFor(key, m, Number.isFinite(recorded) ? recorded : Date.now());
+    for (const name of containers) {
+      const cg = await this.cgroupOf(m, name).catch(() => undefined);
+      if (cg) this.addHeld(fence, cg);
+    }
+  }
+
+  /** Whether the container is held at its checkpointed state (frozen by itself, not through its pod). */
+  private async held(m: Migration, name: string): Promise<ContainerCgroup | undefined> {
+    const cg = await this.cgroupOf(m, name).catch(() => undefined);
+    if (!cg) return undefined;
+    return (await freezerState(cg)) === "FROZEN" ? cg : undefined;
+  }
+
+  /** Fence deadline: not committed in time, the original runs on and the image is never reported. */
+  private async fenceExpired(key: string): Promise<void> {
+    const fence = this.fences.get(key);
+    if (!fence || fence.committed || fence.abandoned) return;
+    fence.abandoned = true;
+    const log = this.log.child({ key });
+    await this.thawCgroups(fence, log, "the fence deadline passed before the image was reported");
+    // Records FenceExpired once the API server answers (the push, if still running, ends in it).
+    this.queue.add(key);
+  }
+
+  /** Thaws what this agent froze for `key`, unless the operator may already restore from it. */
+  private async thawFence(key: string, log: Logger, why: string): Promise<void> {
+    const fence = this.fences.get(key);
+    if (!fence || fence.committed) return;
+    fence.abandoned = true;
+    clearTimeout(fence.timer);
+    await this.thawCgroups(fence, log, why);
+  }
+
+  private async thawCgroups(fence: Fence, log: Logger, why: string): Promise<void> {
+    for (const cg of fence.cgroups) {
+      try {
+        await setFrozen(cg, false);
+      } catch (err) {
+        // Gone (deleted meanwhile) is thawed enough; anything else is said loudly.
+        if ((err as NodeJS.ErrnoException)?.code !== "ENOENT")
+          log.error({ err, cgroup: cg.dir }, "Failed to thaw the source container");
+      }
+    }
+    const ms = Date.now() - fence.frozenAt;
+    log.warn({ frozenMs: ms, why }, "Thawed the source container: it runs on");
+  }
+
+  private dropFence(key: string): void {
+    const f = this.fences.get(key);
+    if (f) clearTimeout(f.timer);
+    this.fences.delete(key);
+  }
+
+  /**
+   * A Freeze Migration of this node that failed or is being deleted before it
+   * succeeded: the operator has removed the restored pod, so the original is
+   * thawed (found by its recorded container, whatever this agent remembers).
+   */
+  private async thawRolledBack(key: string, m: Migration): Promise<void> {
+    if (m.status?.handoff !== "Freeze") return;
+    if (m.metadata.labels?.[SOURCE_NODE_LABEL] !== this.deps.config.node) return;
+    const rolledBack =
+      m.status?.phase === "Failed" ||
+      (Boolean(m.metadata.deletionTimestamp) && m.status?.phase !== "Succeeded");
+    if (!rolledBack || !m.status?.timestamps?.frozen) return;
+    const mark = `${key}/${m.metadata.uid}`;
+    if (this.settled.has(mark)) return;
+    const log = this.log.child({ key });
+    let thawed = false;
+    for (const c of m.status.containers ?? []) {
+      if (!c.containerID) continue;
+      let cg: ContainerCgroup;
+      try {
+        cg = await findContainerCgroup(
+          this.deps.config.cgroupRoot,
+          m.status.sourcePodUID ?? "",
+          c.containerID,
+        );
+      } catch {
+        continue; // the container is gone: nothing to thaw
+      }
+      if ((await freezerState(cg)) === "THAWED") continue;
+      await setFrozen(cg, false);
+      thawed = true;
+    }
+    this.dropFence(key);
+    if (thawed) {
+      log.info({ phase: m.status.phase }, "The migration was rolled back: thawed the original");
+      if (!m.status.timestamps.thawed && !m.metadata.deletionTimestamp)
+        await this.writeStatus(m, (s) => {
+          s.timestamps = { ...s.timestamps, thawed: now() };
+        }).catch((err) => log.warn({ err }, "Could not record the thaw"));
+    }
+    this.settled.add(mark);
   }
 
   /**

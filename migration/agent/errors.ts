@@ -11,6 +11,7 @@ import { RequeueError } from "../../operator/kube/workqueue.ts";
 import { ArchiveError } from "../archive/errors.ts";
 import { CheckpointError } from "../kubelet/client.ts";
 import { RegistryError } from "../registry/client.ts";
+import { FreezeError } from "./freezer.ts";
 
 /** The agent's conditions on a Migration, one per step. */
 export type StepCondition = "Checkpointed" | "ImagePushed";
@@ -51,6 +52,11 @@ export type StepOutcome =
 export function classifyStepError(err: unknown, step: StepCondition): StepOutcome {
   if (err instanceof StepFailure) return { kind: "failed", failure: err };
   if (err instanceof RequeueError) return { kind: "conflict" };
+  if (err instanceof FreezeError)
+    return {
+      kind: "failed",
+      failure: new StepFailure("Checkpointed", "FreezeFailed", err.message),
+    };
   if (err instanceof CheckpointError) {
     const reason = err.reason === "RuntimeUnsupported" ? "RuntimeUnsupported" : "CheckpointFailed";
     return {

@@ -20,6 +20,7 @@ describe("withEdgeNodeDefaults", () => {
       maxConcurrentMigrations: 1,
       restorePolicy: "checkpoint",
       fallbackToRestart: true,
+      handoff: "Freeze",
       registry: {
         repository: "registry.example.com/edgeshift/checkpoints",
         insecure: false,

@@ -58,6 +58,13 @@ export interface Condition {
   lastTransitionTime: string;
 }
 
+/** How a checkpoint migration hands over: Freeze (a move) or Fork (the original runs on until cutover). */
+export const Handoff = {
+  Freeze: "Freeze",
+  Fork: "Fork",
+} as const;
+export type Handoff = (typeof Handoff)[keyof typeof Handoff];
+
 export const RestorePolicy = { Checkpoint: "checkpoint", Restart: "restart" } as const;
 export type RestorePolicy = (typeof RestorePolicy)[keyof typeof RestorePolicy];
 
@@ -152,6 +159,8 @@ export interface EdgeNodeSpec {
   restorePolicy?: RestorePolicy;
   /** Default true. */
   fallbackToRestart?: boolean;
+  /** Default Freeze. */
+  handoff?: Handoff;
   cloud: CloudTarget;
   /** Required when restorePolicy is checkpoint. */
   registry?: RegistrySpec;
@@ -271,14 +280,23 @@ export interface MigrationSpec {
   restorePolicy?: RestorePolicy;
   /** Absent means the EdgeNode's. */
   fallbackToRestart?: boolean;
+  /** Absent means the EdgeNode's. */
+  handoff?: Handoff;
   /** Default {type: Manual}. */
   reason?: MigrationReason;
 }
 
 export interface ContainerCheckpointStatus {
   name: string;
+  /** runtime://id as the kubelet reported it at validation (the operator's): what the agent freezes. */
+  containerID?: string;
   archivePath?: string;
   archiveSizeBytes?: number;
+  /**
+   * Handoff Freeze (the agent's): how long the container ran after its dump
+   * before it was held frozen; 0 when held before the runtime resumed it.
+   */
+  freezeGapMilliseconds?: number;
   image?: string;
   digest?: string;
   imageSizeBytes?: number;
@@ -292,6 +310,11 @@ export interface MigrationTimestamps {
   imagePushed?: string;
   restoreStarted?: string;
   restored?: string;
+  /** Handoff Freeze: the agent froze the source container. */
+  frozen?: string;
+  /** Handoff Freeze: the agent thawed it again (failure, fence deadline). */
+  thawed?: string;
+  revealed?: string;
   cutOver?: string;
   finished?: string;
 }
@@ -324,6 +347,8 @@ export interface MigrationStatus {
   /** The one agent identity (ServiceAccount username) admission lets write the agent's part. */
   agentIdentity?: string;
   policy?: RestorePolicy;
+  /** In effect for a checkpoint migration. */
+  handoff?: Handoff;
   sourceNode?: string;
   /** The pod validated for the move; a pod re-created under the same name is not it. */
   sourcePodUID?: string;
@@ -335,6 +360,10 @@ export interface MigrationStatus {
   failureReason?: string;
   message?: string;
   timestamps?: MigrationTimestamps;
+  /** Freeze: frozen to restored. */
+  downtimeSeconds?: number;
+  /** Fork: checkpointed to cutOver. */
+  divergenceSeconds?: number;
   durationSeconds?: number;
   /** durationSeconds for display, e.g. "4.2s". */
   duration?: string;
@@ -397,6 +426,10 @@ export const MigrationConditionReason = {
   NotOnEdgeNode: "NotOnEdgeNode",
   RuntimeUnsupported: "RuntimeUnsupported",
   CheckpointFailed: "CheckpointFailed",
+  /** Handoff Freeze: the agent could not freeze the source container (it was thawed again). */
+  FreezeFailed: "FreezeFailed",
+  /** Handoff Freeze: the image was not reported within the agent's fence timeout; the original was thawed. */
+  FenceExpired: "FenceExpired",
   ArchiveInvalid: "ArchiveInvalid",
   PushFailed: "PushFailed",
   /** ImagePushed False: the registry did not answer (down, unreachable, 5xx). */
@@ -435,6 +468,7 @@ export const EDGENODE_SPEC_DEFAULTS = {
   maxConcurrentMigrations: 1,
   restorePolicy: RestorePolicy.Checkpoint,
   fallbackToRestart: true,
+  handoff: Handoff.Freeze,
 } as const satisfies Partial<EdgeNodeSpec>;
 
 export const REGISTRY_DEFAULTS = {

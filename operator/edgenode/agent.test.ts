@@ -47,13 +47,19 @@ describe("agentDaemonSet", () => {
     });
     const pod = ds.spec?.template.spec;
     expect(pod?.serviceAccountName).toBe(agentName("factory"));
-    expect(pod?.volumes?.map((v) => v.name)).toEqual(["checkpoints", "registry-auth"]);
-    expect(pod?.volumes?.[1]?.secret?.secretName).toBe("regcred");
+    expect(pod?.volumes?.map((v) => v.name)).toEqual(["checkpoints", "cgroup", "registry-auth"]);
+    expect(pod?.volumes?.[2]?.secret?.secretName).toBe("regcred");
+    // The host's cgroups, where the agent freezes a source container (handoff Freeze).
+    expect(pod?.volumes?.[1]?.hostPath?.path).toBe("/sys/fs/cgroup");
+    expect(pod?.containers[0]?.volumeMounts?.find((v) => v.name === "cgroup")?.mountPath).toBe(
+      "/host/sys/fs/cgroup",
+    );
     const env = Object.fromEntries(
       (pod?.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]),
     );
     expect(env.EDGESHIFT_REGISTRY_REPOSITORY).toBe("registry.example.com/edgeshift/checkpoints");
     expect(env.EDGESHIFT_REGISTRY_AUTH_FILE).toBe("/etc/edgeshift/registry/config.json");
+    expect(env.EDGESHIFT_CGROUP_ROOT).toBe("/host/sys/fs/cgroup");
     expect(JSON.stringify(ds)).not.toMatch(/password|token/i);
     expect(ds.spec?.selector.matchLabels).toEqual({
       "app.kubernetes.io/component": "agent",

@@ -19,6 +19,8 @@ export const AGENT_CLUSTER_ROLE = "edgeshift-agent";
 /** Built into every cluster; the API server resolves it to priority 2000001000. */
 export const AGENT_PRIORITY_CLASS = "system-node-critical";
 export const KUBELET_CHECKPOINT_DIR = "/var/lib/kubelet/checkpoints";
+/** Where the agent sees the host's /sys/fs/cgroup (the freezer of the containers it moves). */
+export const HOST_CGROUP_DIR = "/host/sys/fs/cgroup";
 /** Where a kubeletTLS.caBundle ConfigMap is mounted in the agent. */
 export const KUBELET_CA_DIR = "/etc/edgeshift/kubelet-ca";
 const REGISTRY_AUTH_DIR = "/etc/edgeshift/registry";
@@ -148,8 +150,14 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
   ];
   const volumes: NonNullable<NonNullable<V1DaemonSet["spec"]>["template"]["spec"]>["volumes"] = [
     { name: "checkpoints", hostPath: { path: KUBELET_CHECKPOINT_DIR, type: "DirectoryOrCreate" } },
+    // Handoff Freeze: the agent freezes and thaws the source container's cgroup.
+    { name: "cgroup", hostPath: { path: "/sys/fs/cgroup", type: "Directory" } },
   ];
-  const mounts = [{ name: "checkpoints", mountPath: KUBELET_CHECKPOINT_DIR }];
+  const mounts = [
+    { name: "checkpoints", mountPath: KUBELET_CHECKPOINT_DIR },
+    { name: "cgroup", mountPath: HOST_CGROUP_DIR },
+  ];
+  env.push({ name: "EDGESHIFT_CGROUP_ROOT", value: HOST_CGROUP_DIR });
   if (registry?.secretRef) {
     // Mounted by the kubelet: the agent itself has no right to read Secrets.
     volumes.push({
@@ -225,7 +233,8 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
               volumeMounts: mounts,
               resources: { requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "256Mi" } },
               securityContext: {
-                // Archives are root-owned 0600 files in a root-owned directory: root, but no capabilities.
+                // Archives are root-owned 0600 files in a root-owned directory, and the
+                // freezer's files are root's: root, but no capabilities.
                 runAsUser: 0,
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,

@@ -535,10 +535,18 @@ export class MigrationController {
       // Admission lets only this identity, on the source node, write the agent's part.
       s.agentIdentity = agentIdentity(this.deps.operatorNamespace, en.metadata.name ?? "");
       s.policy = policy;
+      s.handoff =
+        policy === "checkpoint" ? (m.spec.handoff ?? en.spec.handoff ?? "Freeze") : undefined;
       s.sourceNode = source;
       s.sourcePodUID = pod.metadata?.uid;
       s.targetNode = target.node;
-      s.containers = containers.map((name) => ({ name }));
+      // The agent freezes exactly these containers (it takes no path or id from anyone else).
+      s.containers = containers.map((name) => {
+        const containerID = pod.status?.containerStatuses?.find(
+          (c) => c.name === name,
+        )?.containerID;
+        return containerID ? { name, containerID } : { name };
+      });
       s.timestamps = {
         ...s.timestamps,
         created: m.metadata.creationTimestamp ? iso(new Date(m.metadata.creationTimestamp)) : iso(),
@@ -835,8 +843,6 @@ export class MigrationController {
     const original = this.theOriginal(m, await this.readPod(ns, m.spec.podName));
     const live = original && !original.metadata?.deletionTimestamp ? original : undefined;
     const record = m.status?.reveal ?? (original ? revealRecord(original) : undefined);
-    const since = Date.parse(m.status?.timestamps?.restored ?? "") || Date.now();
-    const expired = Date.now() - since > this.deps.cutoverTimeoutMs;
 
     if (live && record?.ownerKind === "ReplicaSet") await this.setDeletionCost(live);
     // A Job that sees the original and the revealed pod both active removes one
@@ -847,13 +853,27 @@ export class MigrationController {
     const revealed = await this.reveal(ns, restored, record);
     if (revealed.metadata?.deletionTimestamp)
       throw new Failure("CutOverFailed", "the owner removed the restored pod at cutover");
+    // The owner's adoption and the original's removal are awaited from the
+    // reveal, not from Ready: a reveal held up for longer than the deadline (a
+    // slow or refusing API server) must still leave the owner time to adopt.
+    let since = Date.parse(m.status?.timestamps?.revealed ?? "");
+    if (record && !Number.isFinite(since)) {
+      const t = iso();
+      m = await this.write(m, (s) => {
+        s.timestamps = { ...s.timestamps, revealed: t };
+      });
+      since = Date.parse(t);
+    }
+    if (!Number.isFinite(since))
+      since = Date.parse(m.status?.timestamps?.restored ?? "") || Date.now();
+    const expired = Date.now() - since > this.deps.cutoverTimeoutMs;
     if (live) {
       // A ReplicaSet removes the surplus original itself; past the deadline it
       // has kept both (scaled up meanwhile): the original goes all the same.
       // The original's deletion (an edge pod event) wakes this step.
       if (record?.ownerKind === "ReplicaSet" && !expired)
         return this.waitFor(since + this.deps.cutoverTimeoutMs);
-      await this.deleteOriginal(live);
+      await this.deleteOriginal(m, live);
       log.info({ pod: m.spec.podName, expired }, "Deleted the original pod");
       if (expired && record?.ownerKind === "ReplicaSet") {
         await this.event(
@@ -975,12 +995,17 @@ export class MigrationController {
   }
 
   /** Deletes exactly the pod validated: a pod re-created under its name is not touched. */
-  private async deleteOriginal(original: V1Pod): Promise<void> {
+  private async deleteOriginal(m: Migration, original: V1Pod): Promise<void> {
+    // Frozen, the original cannot act on a SIGTERM: its grace period would only
+    // keep it Terminating. The kubelet's SIGKILL comes after a second, and runc
+    // thaws a frozen container for it: it dies without running again.
+    const frozen = m.status?.handoff === "Freeze" && Boolean(m.status?.timestamps?.frozen);
     await this.deps.core
       .deleteNamespacedPod({
         namespace: original.metadata?.namespace ?? "",
         name: original.metadata?.name ?? "",
         body: { preconditions: { uid: original.metadata?.uid } },
+        ...(frozen ? { gracePeriodSeconds: 1 } : {}),
       })
       .catch((err) => {
         if (!isNotFound(err)) throw err;
@@ -1389,6 +1414,7 @@ export class MigrationController {
       };
       s.durationSeconds = Math.round(seconds * 1000) / 1000;
       s.duration = formatDuration(seconds);
+      if (phase === "Succeeded") Object.assign(s, handoffFigures(s, at));
       s.conditions = setCondition(
         s.conditions,
         { type: "Succeeded", status: phase === "Succeeded" ? "True" : "False", reason, message },
@@ -1447,4 +1473,27 @@ export class MigrationController {
       s.observedGeneration = m.metadata.generation;
     });
   }
+}
+
+/**
+ * What the hand-off cost. Freeze: no copy ran from the freeze until the
+ * restored pod was Ready and its owner's (so its Services') again. Fork: the
+ * original ran on past the checkpointed state from the dump to cutover.
+ */
+export function handoffFigures(
+  s: MigrationStatus,
+  cutOver: string,
+): Pick<MigrationStatus, "downtimeSeconds" | "divergenceSeconds"> {
+  const t = s.timestamps ?? {};
+  const secs = (from?: string, to?: string) => {
+    const d = (Date.parse(to ?? "") - Date.parse(from ?? "")) / 1000;
+    return Number.isFinite(d) ? Math.max(0, Math.round(d * 1000) / 1000) : undefined;
+  };
+  if (s.policy !== "checkpoint") return {};
+  if (s.handoff === "Freeze") {
+    const downtimeSeconds = secs(t.frozen, t.revealed ?? t.restored);
+    return downtimeSeconds === undefined ? {} : { downtimeSeconds };
+  }
+  const divergenceSeconds = secs(t.checkpointed, cutOver);
+  return divergenceSeconds === undefined ? {} : { divergenceSeconds };
 }

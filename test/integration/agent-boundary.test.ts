@@ -174,7 +174,14 @@ const patchAs = (client: CustomObjectsApi, m: Migration, body: object) =>
 /** What the agent writes after a checkpoint and a push (migration/agent/controller.ts). */
 const agentPart = (s: MigrationStatus) => {
   const at = new Date().toISOString();
-  s.timestamps = { ...s.timestamps, checkpointStarted: at, checkpointed: at, imagePushed: at };
+  s.timestamps = {
+    ...s.timestamps,
+    frozen: at,
+    checkpointStarted: at,
+    checkpointed: at,
+    imagePushed: at,
+    thawed: at,
+  };
   s.containers = [
     {
       name: "app",
@@ -297,6 +304,13 @@ describe("an edge agent's writes, with its real pod-bound token", () => {
         "set an image reference",
       ],
       [
+        "the container it freezes",
+        { containers: [{ name: "app", containerID: `containerd://${"0".repeat(64)}` }] },
+        "change which container it freezes",
+      ],
+      ["handoff", { handoff: "Fork" }, "phase, nodes, failure"],
+      ["downtime", { downtimeSeconds: 0 }, "phase, nodes, failure"],
+      [
         "another container",
         { containers: [{ name: "app" }, { name: "sidecar", digest: D }] },
         "add or remove containers",
@@ -319,6 +333,30 @@ describe("an edge agent's writes, with its real pod-bound token", () => {
       [
         "restore timestamp",
         { timestamps: { restored: new Date().toISOString() } },
+        "phase, nodes, failure",
+      ],
+      // What the operator reads at cutover: the labels the restored pod gets,
+      // the pod it may delete, and when the cutover deadline starts.
+      [
+        "reveal record",
+        {
+          reveal: {
+            ownerKind: "ReplicaSet",
+            ownerName: "web",
+            ownerUID: "00000000-0000-0000-0000-000000000000",
+            labels: { app: "someone-elses-service" },
+          },
+        },
+        "phase, nodes, failure",
+      ],
+      [
+        "sourcePodUID",
+        { sourcePodUID: "00000000-0000-0000-0000-000000000001" },
+        "phase, nodes, failure",
+      ],
+      [
+        "reveal timestamp",
+        { timestamps: { revealed: new Date(Date.now() + 86_400_000).toISOString() } },
         "phase, nodes, failure",
       ],
     ];

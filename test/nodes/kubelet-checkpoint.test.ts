@@ -2,21 +2,38 @@
 // edge agent's client (migration/kubelet/client.ts) sees it, with real
 // ServiceAccount tokens: the kubelet authenticates them with TokenReview and
 // authorises `create nodes/checkpoint` with SubjectAccessReview.
+import { execFile } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  checkpointHeld,
+  findContainerCgroup,
+  freezerState,
+} from "../../migration/agent/freezer.ts";
 import { validateArchive } from "../../migration/archive/validate.ts";
 import { CheckpointError, checkpoint } from "../../migration/kubelet/client.ts";
 import { waitUntil } from "../cluster/process.ts";
-import { archivesOn, node, reachFromHost } from "./node-control.ts";
+import {
+  archivesOn,
+  containerId,
+  containerPids,
+  freezeContainer,
+  node,
+  reachFromHost,
+} from "./node-control.ts";
 import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
 const NS = "kubelet-api";
 const ROLE = "edgeshift-test-checkpointer";
 const POD = "sleeper";
+// Counts in its shell's memory and writes each number to a file of its own
+// rootfs (carried in the checkpoint's rootfs-diff.tar) ten times a second.
+const COUNTER = "counter";
+const COUNT = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done";
 
 let dir: string;
 let relay: Awaited<ReturnType<typeof reachFromHost>>;
@@ -105,6 +122,7 @@ beforeAll(async () => {
     { timeoutMs: 30_000, intervalMs: 200 },
   );
   await apply(busyboxPod(NS, POD, edge().name, "sleep 3600"));
+  await apply(busyboxPod(NS, COUNTER, edge().name, COUNT));
   tokens.allowed = await saToken("checkpointer");
   tokens.bystander = await saToken("bystander");
   // Exactly what the agent holds: create on nodes/checkpoint, nothing else.
@@ -144,6 +162,7 @@ beforeAll(async () => {
     : await readFile(cl?.caFile ?? "", "utf8");
   relay = await reachFromHost(edge().ip, 10250, dir);
   await waitForPod(NS, POD, "Ready", podReady);
+  await waitForPod(NS, COUNTER, "Ready", podReady);
 }, 180_000);
 
 afterAll(async () => {
@@ -151,9 +170,9 @@ afterAll(async () => {
   const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
   await rbac.deleteClusterRoleBinding({ name: ROLE }).catch(() => {});
   await rbac.deleteClusterRole({ name: ROLE }).catch(() => {});
-  for (const n of await archivesOn(edge().name, NS, POD)) {
-    await rm(join(edge().checkpointDir, n), { force: true });
-  }
+  for (const p of [POD, COUNTER])
+    for (const n of await archivesOn(edge().name, NS, p))
+      await rm(join(edge().checkpointDir, n), { force: true });
   await core.deleteNamespace({ name: NS }).catch(() => {});
   await relay?.close();
   await rm(dir, { recursive: true, force: true });
@@ -242,5 +261,63 @@ describe("the real kubelet's checkpoint API with real ServiceAccount tokens", ()
     // is the only archive.
     const archive = await checkpoint(target(), kubelet(tokens.allowed));
     expect(await archivesOn(edge().name, NS, POD)).toEqual([basename(archive)]);
+  });
+
+  it("refuses a container frozen beforehand; the agent holds one frozen at the state the checkpoint captured, and a deleted one dies without running again", async () => {
+    // What a Freeze hand-off rests on. containerd pauses the container for
+    // the dump itself (a container already frozen is "not running" to it) and
+    // resumes it after packing the rootfs diff; the agent holds it frozen
+    // from CRIU's end on (migration/agent/freezer.ts), so it never runs again.
+    const pod = await waitForPod(NS, COUNTER, "Ready", podReady);
+    const id = containerId(pod, "main");
+    const [pid] = await containerPids(id);
+    const count = async () => Number((await readFile(`/proc/${pid}/root/tmp/n`, "utf8")).trim());
+    await waitUntil("the counter past 5", async () => ((await count()) > 5 ? true : undefined), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    // 1. Frozen beforehand: refused, nothing written.
+    await freezeContainer(id, true);
+    const refused = await failure(checkpoint(target(COUNTER), kubelet(tokens.allowed))).finally(
+      () => freezeContainer(id, false),
+    );
+    expect(refused.message).toMatch(/OCI runtime pause failed: container not running/);
+    expect(await archivesOn(edge().name, NS, COUNTER)).toEqual([]);
+
+    // 2. Held through the checkpoint.
+    const cg = await findContainerCgroup("/sys/fs/cgroup", pod.metadata?.uid ?? "", id);
+    const t0 = performance.now();
+    const held = await checkpointHeld(cg, () =>
+      checkpoint(target(COUNTER), kubelet(tokens.allowed)),
+    );
+    const ms = performance.now() - t0;
+    expect(held.gapMs, held.states.join(", ")).toBe(0);
+    expect(await freezerState(cg)).toBe("FROZEN");
+    // The pod's cgroup is thawed again: only the container is held.
+    expect((await readFile(join(cg.podDir, "freezer.state"), "utf8")).trim()).toBe("THAWED");
+    const heldAt = await count();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await count()).toBe(heldAt);
+    // The checkpoint holds exactly that state.
+    const onHost = join(edge().checkpointDir, basename(held.value));
+    const inArchive = await new Promise<string>((resolve, reject) => {
+      execFile(
+        "sh",
+        ["-c", 'tar -xOf "$1" rootfs-diff.tar | tar -xzO tmp/n', "sh", onHost],
+        (err, out) => (err ? reject(err) : resolve(out.trim())),
+      );
+    });
+    expect(Number(inArchive)).toBe(heldAt);
+    await rm(onHost);
+
+    // 3. Deleted while held: gone at the kubelet's SIGKILL, without another count.
+    const t1 = performance.now();
+    // (A frozen task cannot die: had runc not thawed it for the SIGKILL, this would time out.)
+    await kubectl(["-n", NS, "delete", "pod", COUNTER, "--grace-period=1", "--timeout=60s"]);
+    const goneMs = performance.now() - t1;
+    expect(await containerPids(id).catch(() => [])).toEqual([]);
+    console.log(
+      `[measure] containerd's freezer states during a kubelet checkpoint (ms since the call): ${held.states.join(", ")}; held at count ${heldAt} (the archive's too), gap ${held.gapMs} ms, call ${ms.toFixed(0)} ms; deleted while held (grace 1 s): gone in ${goneMs.toFixed(0)} ms`,
+    );
   });
 });

@@ -11,6 +11,7 @@ import {
   cleanUp,
   createMigration,
   getMigration,
+  gone,
   logOf,
   nodesByRole,
   podsOf,
@@ -615,7 +616,12 @@ describe("a TCP server with a client connected through its Service", () => {
     expect(restoredIp).not.toBe(origIp);
 
     // 4. A new client reaches the restored server through the same Service: same
-    //    token, and its count goes on from the original's.
+    //    token, and its count goes on from the original's. Succeeded means the
+    //    original was deleted; until its kubelet has stopped it and every
+    //    kube-proxy has dropped its endpoint, a new connection may still reach
+    //    it (CI under load saw three replies from it), so the client starts
+    //    once it is gone.
+    await gone(NS(), "tcp-echo");
     await apply(client("tcp-client-2"));
     await waitForPod(NS(), "tcp-client-2", "Ready", podReady);
     const after = await atLeast("tcp-client-2", 3);

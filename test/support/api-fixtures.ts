@@ -63,6 +63,7 @@ export function fullEdgeNode(name: string): EdgeNode {
       maxConcurrentMigrations: 3,
       restorePolicy: "checkpoint",
       fallbackToRestart: false,
+      handoff: "Fork",
       cloud: {
         nodeSelector: {
           matchLabels: { "node-role.edgeshift.dev/cloud": "" },
@@ -170,6 +171,7 @@ export function fullMigration(name: string, namespace: string): Migration {
       targetNode: "cloud-1",
       restorePolicy: "checkpoint",
       fallbackToRestart: false,
+      handoff: "Freeze",
       reason: {
         type: "ThresholdExceeded",
         metric: "cpu",
@@ -207,15 +209,18 @@ export function fullMigrationStatus(generation = 1): MigrationStatus {
     edgeNode: "factory-floor",
     agentIdentity: "system:serviceaccount:edgeshift-system:edgeshift-agent-factory-floor",
     policy: "checkpoint",
+    handoff: "Freeze",
     sourceNode: "edge-1",
     sourcePodUID: "5f0c2f6e-9a57-4d3c-9a1f-2b6d0d7f3a10",
     targetNode: "cloud-1",
     containers: [
       {
         name: "ingest",
+        containerID: `containerd://${"1".repeat(64)}`,
         archivePath:
           "/var/lib/kubelet/checkpoints/checkpoint-sensor-ingest-0_factory-ingest-2026-01-02T03:04:06Z.tar",
         archiveSizeBytes: 52_428_800,
+        freezeGapMilliseconds: 0,
         image:
           "registry.example.com:5000/edgeshift/checkpoints:factory-sensor-ingest-0-ingest-1a2b3c",
         digest: `sha256:${"a".repeat(64)}`,
@@ -248,9 +253,14 @@ export function fullMigrationStatus(generation = 1): MigrationStatus {
       imagePushed: "2026-01-02T03:04:07.000Z",
       restoreStarted: "2026-01-02T03:04:07.100Z",
       restored: "2026-01-02T03:04:09.000Z",
+      frozen: "2026-01-02T03:04:05.290Z",
+      thawed: "2026-01-02T03:04:09.300Z",
+      revealed: "2026-01-02T03:04:09.050Z",
       cutOver: "2026-01-02T03:04:09.150Z",
       finished: "2026-01-02T03:04:09.200Z",
     },
+    downtimeSeconds: 3.76,
+    divergenceSeconds: 3.05,
     durationSeconds: 4.2,
     duration: "4.2s",
   };

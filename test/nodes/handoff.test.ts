@@ -1,0 +1,171 @@
+// A move, not a fork: what the workload did is in the sink exactly once. The
+// workload counts in its shell's memory only and writes each number to its
+// stdout, which the runtime on the node writes to the container's log, outside
+// the pod. The original's log is followed through the API until it dies; the
+// restored container's log starts with the lines carried in the checkpoint
+// (up to the dump), then its own. Under Freeze (the default) the original
+// writes nothing after the freeze and the restored copy goes on from exactly
+// the next number: no gap, no duplicate. Under Fork the original runs on past
+// the dump until cutover: everything it wrote then is written again by the
+// restored copy, and those duplicates are the divergence window.
+import { PassThrough } from "node:stream";
+import { Log } from "@kubernetes/client-node";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Handoff, Migration } from "../../operator/api/v1alpha1.ts";
+import { waitUntil } from "../cluster/process.ts";
+import { at, awaitMigration, cleanUp, createMigration, nodesByRole } from "./moves.ts";
+import { apply, busyboxPod, clients, cluster, podReady, waitForPod } from "./support.ts";
+
+const ID = "handoff";
+const NS = () => cluster().appNamespace;
+// About 20 numbers a second, each on a line of its own.
+const COUNT = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done";
+
+let made: string[] = [];
+afterEach(async () => {
+  await cleanUp(NS(), ID, made);
+  made = [];
+});
+
+interface Line {
+  t: number;
+  n: number;
+}
+
+/** "<RFC 3339 time> <number>" lines of `kubectl logs --timestamps`. */
+function parse(text: string): Line[] {
+  const out: Line[] = [];
+  for (const l of text.split("\n")) {
+    const m = /^(\S+) (\d+)$/.exec(l.trim());
+    if (m?.[1] && m[2]) out.push({ t: Date.parse(m[1]), n: Number(m[2]) });
+  }
+  return out;
+}
+
+/** Follows a container's log from its start until the container ends. */
+function follow(pod: string) {
+  const { kc } = clients();
+  let text = "";
+  const sink = new PassThrough();
+  sink.on("data", (d) => {
+    text += d;
+  });
+  const ended = new Promise<void>((resolve) => sink.on("end", () => resolve()));
+  const req = new Log(kc).log(NS(), pod, "main", sink, { follow: true, timestamps: true });
+  return {
+    lines: () => parse(text),
+    async stop(): Promise<Line[]> {
+      await Promise.race([ended, new Promise((r) => setTimeout(r, 15_000))]);
+      (await req).abort();
+      return parse(text);
+    },
+  };
+}
+
+function contiguous(ns: number[]): boolean {
+  return ns.every((n, i) => i === 0 || n === (ns[i - 1] ?? 0) + 1);
+}
+
+async function move(name: string, handoff: Handoff) {
+  const { edge } = nodesByRole();
+  await apply(busyboxPod(NS(), name, edge, COUNT, { labels: { test: ID } }));
+  await waitForPod(NS(), name, "Ready", podReady);
+  const original = follow(name);
+  await waitUntil(
+    `${name} to count past 20`,
+    async () => ((original.lines().at(-1)?.n ?? 0) > 20 ? true : undefined),
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+  made.push(name);
+  await createMigration(
+    NS(),
+    name,
+    { podName: name, restorePolicy: "checkpoint", fallbackToRestart: false, handoff },
+    { test: ID },
+  );
+  const m = await awaitMigration(NS(), name);
+  expect(m.status?.phase, `${m.status?.failureReason}: ${m.status?.message}`).toBe("Succeeded");
+  expect(m.status?.handoff).toBe(handoff);
+  const restored = m.status?.restoredPod ?? "";
+  const orig = await original.stop();
+  // The restored copy's own lines: written after its restore started.
+  const since = at(m.status?.timestamps?.restoreStarted);
+  const own = await waitUntil(
+    `${restored} to write 20 numbers of its own`,
+    async () => {
+      const text = await clients()
+        .core.readNamespacedPodLog({
+          namespace: NS(),
+          name: restored,
+          container: "main",
+          timestamps: true,
+        })
+        .catch(() => "");
+      const l = parse(text).filter((x) => x.t >= since);
+      return l.length >= 20 ? l : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 250 },
+  );
+  return { m, orig, own };
+}
+
+function figures(m: Migration) {
+  const t = m.status?.timestamps ?? {};
+  return {
+    frozen: t.frozen ? at(t.frozen) : undefined,
+    checkpointStarted: at(t.checkpointStarted),
+    checkpointed: at(t.checkpointed),
+    cutOver: at(t.cutOver),
+  };
+}
+
+describe("hand-off", () => {
+  it("Freeze moves the workload: every number in the sink exactly once, none written after the freeze", async () => {
+    const { m, orig, own } = await move("ho-freeze", "Freeze");
+    const f = figures(m);
+    const ns = orig.map((l) => l.n);
+    expect(contiguous(ns), "the original's numbers").toBe(true);
+    expect(contiguous(own.map((l) => l.n)), "the restored copy's numbers").toBe(true);
+    const last = ns.at(-1) ?? 0;
+    // The restored copy goes on from exactly the next number.
+    expect(own[0]?.n).toBe(last + 1);
+    // Held during the kubelet's checkpoint call (from the end of CRIU's dump,
+    // before containerd resumed it: no gap), and silent from then on.
+    expect(f.frozen).toBeDefined();
+    expect(f.frozen ?? 0).toBeGreaterThanOrEqual(f.checkpointStarted);
+    expect(f.frozen ?? 0).toBeLessThanOrEqual(f.checkpointed);
+    expect(m.status?.containers?.map((c) => c.freezeGapMilliseconds)).toEqual([0]);
+    expect(orig.at(-1)?.t ?? 0).toBeLessThanOrEqual(f.frozen ?? 0);
+    // Downtime recorded: from the freeze to the restored pod Ready.
+    const restored = at(m.status?.timestamps?.restored);
+    expect(m.status?.downtimeSeconds).toBeCloseTo((restored - (f.frozen ?? 0)) / 1000, 2);
+    expect(m.status?.divergenceSeconds).toBeUndefined();
+    const firstOwn = own[0]?.t ?? 0;
+    console.log(
+      `[measure] Freeze: original wrote 1..${last}, restored went on from ${own[0]?.n}; downtime ${m.status?.downtimeSeconds} s (freeze to Ready), first restored line ${((firstOwn - (f.frozen ?? 0)) / 1000).toFixed(2)} s after the freeze; migration ${m.status?.duration}`,
+    );
+  });
+
+  it("Fork lets the original run on to cutover: what it wrote after the dump is written again, and that is the divergence window", async () => {
+    const { m, orig, own } = await move("ho-fork", "Fork");
+    const f = figures(m);
+    expect(f.frozen).toBeUndefined();
+    const ns = orig.map((l) => l.n);
+    expect(contiguous(ns), "the original's numbers").toBe(true);
+    expect(contiguous(own.map((l) => l.n)), "the restored copy's numbers").toBe(true);
+    // The restored copy starts after the number the dump captured.
+    const captured = (own[0]?.n ?? 0) - 1;
+    const dups = orig.filter((l) => l.n > captured);
+    expect(dups.length, "numbers written twice").toBeGreaterThan(0);
+    // Written before the checkpoint started: never again; after it ended: always again.
+    expect(orig.filter((l) => l.t < f.checkpointStarted).every((l) => l.n <= captured)).toBe(true);
+    expect(orig.filter((l) => l.t > f.checkpointed).every((l) => l.n > captured)).toBe(true);
+    // The original ran on until cutover.
+    expect(dups.at(-1)?.t ?? 0).toBeGreaterThanOrEqual(f.cutOver - 500);
+    expect(m.status?.divergenceSeconds).toBeCloseTo((f.cutOver - f.checkpointed) / 1000, 2);
+    expect(m.status?.downtimeSeconds).toBeUndefined();
+    console.log(
+      `[measure] Fork: ${dups.length} numbers written twice (${captured + 1}..${dups.at(-1)?.n}) over a divergence window of ${m.status?.divergenceSeconds} s; migration ${m.status?.duration}`,
+    );
+  });
+});
