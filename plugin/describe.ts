@@ -6,6 +6,7 @@ import {
   epoch,
   formatAge,
   formatBytes,
+  formatDuration,
   phaseText,
   renderTimeline,
   table,
@@ -24,6 +25,29 @@ const eventTime = (e: CoreV1Event) =>
   e.lastTimestamp ??
   e.firstTimestamp ??
   e.metadata.creationTimestamp;
+
+/** What the hand-off did: a move's downtime and hold, or a fork's divergence. */
+export function handoffText(m: Migration): string | undefined {
+  const s = m.status;
+  if (s?.policy !== "checkpoint" || !s.handoff) return undefined;
+  if (s.handoff === "Fork")
+    return s.divergenceSeconds === undefined
+      ? "Fork (the original runs on until cutover)"
+      : `Fork: the original ran on ${formatDuration(s.divergenceSeconds)} past the checkpoint (its work then is lost or done twice)`;
+  const t = s.timestamps ?? {};
+  if (!t.frozen) return "Freeze (the original is held frozen from the end of its checkpoint)";
+  const gaps = (s.containers ?? []).map((c) => c.freezeGapMilliseconds ?? 0);
+  const gap = Math.max(0, ...gaps);
+  const held =
+    gap === 0
+      ? "held frozen at its checkpointed state"
+      : `held frozen ${gap} ms after its checkpointed state (it ran on that long)`;
+  if (t.thawed)
+    return `Freeze: ${held}, thawed again at ${t.thawed} (rolled back: the original runs on)`;
+  if (s.downtimeSeconds !== undefined)
+    return `Freeze: ${held}; downtime ${formatDuration(s.downtimeSeconds)} (nothing ran), nothing lost or done twice`;
+  return `Freeze: ${held} since ${t.frozen}`;
+}
 
 export function renderDescribe(m: Migration, events: CoreV1Event[], now: Date): string {
   const s = m.status;
@@ -44,6 +68,7 @@ export function renderDescribe(m: Migration, events: CoreV1Event[], now: Date): 
     field("Restored pod", s?.restoredPod),
     field("Phase", phaseText(m)),
     field("Duration", s?.duration),
+    field("Hand-off", handoffText(m)),
     field("Failure", failed ? `${s?.failureReason ?? "Failed"}: ${s?.message ?? ""}` : undefined),
     field("Message", failed ? undefined : s?.message),
     field("Created", `${formatAge(m.metadata.creationTimestamp, now)} ago`),

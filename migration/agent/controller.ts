@@ -59,6 +59,10 @@ interface Fence {
   frozenAt: number;
   committed: boolean;
   abandoned: boolean;
+  /** When this agent thawed it again (epoch ms). */
+  thawedAt?: number;
+  /** Why it gave the original up: what the Migration fails with, whatever a retry would find. */
+  abandonedWith?: StepFailure;
   timer?: NodeJS.Timeout;
 }
 
@@ -240,6 +244,11 @@ export class AgentController {
           "the Migration lists no container to checkpoint",
         );
       }
+      // Given up (a failed step whose record did not get through, or the fence
+      // deadline): that is the outcome; nothing is checkpointed or held again.
+      const given = this.fences.get(key);
+      if (given?.abandoned && given.uid === m.metadata.uid)
+        throw given.abandonedWith ?? this.fenceFailure();
       if (getCondition(m.status?.conditions, "Checkpointed")?.status !== "True") {
         m = await this.checkpointAll(key, m, containers, log);
       } else if (m.status?.handoff === "Freeze") {
@@ -273,6 +282,7 @@ export class AgentController {
         key,
         log,
         `the ${step === "Checkpointed" ? "checkpoint" : "push"} failed`,
+        failure,
       );
       this.results.inc({
         step: failure.condition === "Checkpointed" ? "checkpoint" : "push",
@@ -287,7 +297,10 @@ export class AgentController {
       }
       // The failure is recorded before anything is deleted: should this write
       // not get through, the retry runs the step again with all it made.
+      const thawedAt = this.fences.get(key)?.thawedAt;
       const failed = await this.writeStatus(latest, (s) => {
+        if (thawedAt && !s.timestamps?.thawed)
+          s.timestamps = { ...s.timestamps, thawed: new Date(thawedAt).toISOString() };
         s.conditions = setCondition(
           s.conditions,
           {
@@ -526,12 +539,7 @@ export class AgentController {
     // The commit point of a Freeze hand-off: once this write is sent the
     // operator may restore, so the original is never thawed by a deadline again.
     const fence = this.fences.get(key);
-    if (fence?.abandoned)
-      throw new StepFailure(
-        "ImagePushed",
-        "FenceExpired",
-        `the image was not reported within ${formatDuration(this.deps.config.fenceTimeoutMs / 1000)} of the freeze; the original was thawed and runs on`,
-      );
+    if (fence?.abandoned) throw fence.abandonedWith ?? this.fenceFailure();
     if (fence) {
       fence.committed = true;
       clearTimeout(fence.timer);
@@ -616,11 +624,20 @@ export class AgentController {
     return (await freezerState(cg)) === "FROZEN" ? cg : undefined;
   }
 
+  private fenceFailure(): StepFailure {
+    return new StepFailure(
+      "ImagePushed",
+      "FenceExpired",
+      `the image was not reported within ${formatDuration(this.deps.config.fenceTimeoutMs / 1000)} of the hold (a slow push, or the edge node cut off from the API server or the registry); the original was thawed and runs on`,
+    );
+  }
+
   /** Fence deadline: not committed in time, the original runs on and the image is never reported. */
   private async fenceExpired(key: string): Promise<void> {
     const fence = this.fences.get(key);
     if (!fence || fence.committed || fence.abandoned) return;
     fence.abandoned = true;
+    fence.abandonedWith = this.fenceFailure();
     const log = this.log.child({ key });
     await this.thawCgroups(fence, log, "the fence deadline passed before the image was reported");
     // Records FenceExpired once the API server answers (the push, if still running, ends in it).
@@ -628,10 +645,16 @@ export class AgentController {
   }
 
   /** Thaws what this agent froze for `key`, unless the operator may already restore from it. */
-  private async thawFence(key: string, log: Logger, why: string): Promise<void> {
+  private async thawFence(
+    key: string,
+    log: Logger,
+    why: string,
+    failure: StepFailure,
+  ): Promise<void> {
     const fence = this.fences.get(key);
-    if (!fence || fence.committed) return;
+    if (!fence || fence.committed || fence.abandoned) return;
     fence.abandoned = true;
+    fence.abandonedWith = failure;
     clearTimeout(fence.timer);
     await this.thawCgroups(fence, log, why);
   }
@@ -646,7 +669,8 @@ export class AgentController {
           log.error({ err, cgroup: cg.dir }, "Failed to thaw the source container");
       }
     }
-    const ms = Date.now() - fence.frozenAt;
+    fence.thawedAt = Date.now();
+    const ms = fence.thawedAt - fence.frozenAt;
     log.warn({ frozenMs: ms, why }, "Thawed the source container: it runs on");
   }
 

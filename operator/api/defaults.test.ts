@@ -21,6 +21,7 @@ describe("withEdgeNodeDefaults", () => {
       restorePolicy: "checkpoint",
       fallbackToRestart: true,
       handoff: "Freeze",
+      freezeTimeoutSeconds: 120,
       registry: {
         repository: "registry.example.com/edgeshift/checkpoints",
         insecure: false,

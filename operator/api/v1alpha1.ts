@@ -161,6 +161,8 @@ export interface EdgeNodeSpec {
   fallbackToRestart?: boolean;
   /** Default Freeze. */
   handoff?: Handoff;
+  /** 5-3600, default 120: the agent's fence deadline after the hold (handoff Freeze). */
+  freezeTimeoutSeconds?: number;
   cloud: CloudTarget;
   /** Required when restorePolicy is checkpoint. */
   registry?: RegistrySpec;
@@ -469,6 +471,7 @@ export const EDGENODE_SPEC_DEFAULTS = {
   restorePolicy: RestorePolicy.Checkpoint,
   fallbackToRestart: true,
   handoff: Handoff.Freeze,
+  freezeTimeoutSeconds: 120,
 } as const satisfies Partial<EdgeNodeSpec>;
 
 export const REGISTRY_DEFAULTS = {

@@ -60,6 +60,17 @@ describe("agentDaemonSet", () => {
     expect(env.EDGESHIFT_REGISTRY_REPOSITORY).toBe("registry.example.com/edgeshift/checkpoints");
     expect(env.EDGESHIFT_REGISTRY_AUTH_FILE).toBe("/etc/edgeshift/registry/config.json");
     expect(env.EDGESHIFT_CGROUP_ROOT).toBe("/host/sys/fs/cgroup");
+    // The fence deadline of a held original: the EdgeNode's, else the CRD default.
+    expect(env.EDGESHIFT_FENCE_TIMEOUT_SECONDS).toBe("120");
+    const short = agentDaemonSet(
+      { ...en, spec: { ...en.spec, freezeTimeoutSeconds: 15 } },
+      { namespace: "edgeshift-system", image: "img:1" },
+    );
+    expect(
+      short.spec?.template.spec?.containers[0]?.env?.find(
+        (e) => e.name === "EDGESHIFT_FENCE_TIMEOUT_SECONDS",
+      )?.value,
+    ).toBe("15");
     expect(JSON.stringify(ds)).not.toMatch(/password|token/i);
     expect(ds.spec?.selector.matchLabels).toEqual({
       "app.kubernetes.io/component": "agent",

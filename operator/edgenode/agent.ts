@@ -10,6 +10,7 @@ import {
   API_VERSION,
   EDGENODE_KIND,
   EDGENODE_LABEL,
+  EDGENODE_SPEC_DEFAULTS,
   type EdgeNode,
   type LabelSelector,
 } from "../api/v1alpha1.ts";
@@ -147,6 +148,10 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
     { name: "EDGESHIFT_REGISTRY_REPOSITORY", value: registry?.repository ?? "" },
     { name: "EDGESHIFT_REGISTRY_INSECURE", value: String(registry?.insecure ?? false) },
     { name: "EDGESHIFT_IMAGE_RETENTION", value: registry?.imageRetention ?? "Delete" },
+    {
+      name: "EDGESHIFT_FENCE_TIMEOUT_SECONDS",
+      value: String(en.spec.freezeTimeoutSeconds ?? EDGENODE_SPEC_DEFAULTS.freezeTimeoutSeconds),
+    },
   ];
   const volumes: NonNullable<NonNullable<V1DaemonSet["spec"]>["template"]["spec"]>["volumes"] = [
     { name: "checkpoints", hostPath: { path: KUBELET_CHECKPOINT_DIR, type: "DirectoryOrCreate" } },

@@ -462,6 +462,13 @@ async function main(): Promise<void> {
       `the restored progress (${resumed.value}) is behind the original's at checkpoint start (${atCheckpoint.value})`,
     );
   }
+  // A move: frozen from the end of the dump, the original printed nothing the
+  // checkpoint does not hold.
+  if (mig.status?.handoff === "Freeze" && originalLast && originalLast.value > carried.value) {
+    throw new Error(
+      `handoff Freeze, yet the original printed progress ${originalLast.value} after the checkpoint's ${carried.value}`,
+    );
+  }
   const repeated = withRestored.lines
     .slice(0, h.index)
     .map(progressOf)

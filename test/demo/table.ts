@@ -93,6 +93,15 @@ export function printTable(m: Migration, o: Observed): void {
       "Migration seen -> finished seen (watch)",
     ],
     [
+      "downtime (hand-off)",
+      m.status?.handoff === "Freeze"
+        ? secs(m.status.downtimeSeconds === undefined ? undefined : m.status.downtimeSeconds * 1000)
+        : "n/a",
+      m.status?.handoff === "Freeze"
+        ? `status.downtimeSeconds: the original held frozen at its checkpointed state (gap ${num(c0?.freezeGapMilliseconds)} ms) -> restored pod Ready; nothing ran, nothing lost or done twice`
+        : `handoff ${m.status?.handoff ?? "n/a"}: the original ran on ${secs(m.status?.divergenceSeconds === undefined ? undefined : m.status.divergenceSeconds * 1000)} past the checkpoint (status.divergenceSeconds)`,
+    ],
+    [
       "workload paused (log gap)",
       millis(o.logGapMs),
       `largest gap in the restored pod's log; next largest ${millis(o.nextLargestGapMs)}`,
@@ -117,14 +126,16 @@ export function printTable(m: Migration, o: Observed): void {
     [
       "original's last progress",
       num(o.originalLast),
-      "last line read from the original before its removal (it ran on after the checkpoint)",
+      m.status?.handoff === "Freeze"
+        ? "last line read from the original before its removal (held frozen from the checkpoint on)"
+        : "last line read from the original before its removal (it ran on after the checkpoint)",
     ],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
   const line = `+${"-".repeat(w0 + 2)}+${"-".repeat(w1 + 2)}+`;
   console.log(
-    `\nMigration ${m.metadata.name} (${m.status?.sourceNode} -> ${m.status?.targetNode}, policy ${m.status?.policy})`,
+    `\nMigration ${m.metadata.name} (${m.status?.sourceNode} -> ${m.status?.targetNode}, policy ${m.status?.policy}, handoff ${m.status?.handoff ?? "n/a"})`,
   );
   console.log(line);
   for (const [a, b, note] of rows) {

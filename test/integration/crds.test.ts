@@ -1032,7 +1032,7 @@ describe("printer columns", () => {
     });
   });
 
-  it("Migration: Pod, Source, Target, Policy, Phase, Duration", async () => {
+  it("Migration: Pod, Source, Target, Policy, Phase, Duration (and Handoff, Downtime wide)", async () => {
     const o = await createMigration(fullMigration(uniqueName("table"), namespace));
     await patchStatus(o, fullMigrationStatus(o.metadata.generation));
     const table = (await custom.listNamespacedCustomObject(
@@ -1047,6 +1047,8 @@ describe("printer columns", () => {
       Policy: "checkpoint",
       Phase: "Succeeded",
       Duration: "4.2s",
+      Handoff: "Freeze",
+      Downtime: 3.76,
       Reason: "ThresholdExceeded",
       Age: expect.stringMatching(/^\d+s$/),
     });

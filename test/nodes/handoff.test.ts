@@ -8,13 +8,24 @@
 // the next number: no gap, no duplicate. Under Fork the original runs on past
 // the dump until cutover: everything it wrote then is written again by the
 // restored copy, and those duplicates are the divergence window.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { Log } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Handoff, Migration } from "../../operator/api/v1alpha1.ts";
+import { restorePodName } from "../../migration/restore/pod.ts";
+import {
+  EDGENODE_PLURAL,
+  GROUP,
+  type Handoff,
+  type Migration,
+  VERSION,
+} from "../../operator/api/v1alpha1.ts";
+import { agentName } from "../../operator/edgenode/agent.ts";
 import { waitUntil } from "../cluster/process.ts";
-import { at, awaitMigration, cleanUp, createMigration, nodesByRole } from "./moves.ts";
-import { apply, busyboxPod, clients, cluster, podReady, waitForPod } from "./support.ts";
+import { at, awaitMigration, cleanUp, createMigration, nodesByRole, podRecorder } from "./moves.ts";
+import { blockTraffic, containerCgroup, containerId, node } from "./node-control.ts";
+import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
 const ID = "handoff";
 const NS = () => cluster().appNamespace;
@@ -168,4 +179,146 @@ describe("hand-off", () => {
       `[measure] Fork: ${dups.length} numbers written twice (${captured + 1}..${dups.at(-1)?.n}) over a divergence window of ${m.status?.divergenceSeconds} s; migration ${m.status?.duration}`,
     );
   });
+
+  it("an edge partition during the push: the held original is thawed at the fence deadline, nothing is restored, and the Migration says FenceExpired once the link is back", async () => {
+    const { edge } = nodesByRole();
+    const FENCE_S = 15;
+    const putBack = await freezeTimeout(FENCE_S);
+    const [host = "", port = "0"] = cluster().registry.host.split(":");
+    const registry = blockTraffic(edge, host, Number(port), "DROP");
+    const link = node(edge);
+    const pods = await podRecorder(NS());
+    try {
+      await apply(busyboxPod(NS(), "ho-cut", edge, COUNT, { labels: { test: ID } }));
+      const pod = await waitForPod(NS(), "ho-cut", "Ready", podReady);
+      const id = containerId(pod, "main");
+      const dir = await containerCgroup("freezer", id);
+      const self = async () =>
+        (await readFile(join(dir, "freezer.self_freezing"), "utf8").catch(() => "")).trim();
+      // The container's log as the node wrote it, read on the node: no link needed.
+      const logFile = `/var/log/pods/${NS()}_ho-cut_${pod.metadata?.uid}/main/0.log`;
+      const counted = async () => {
+        const out = await link.exec(["cat", logFile]).then((r) => r.stdout);
+        const ns = out
+          .split("\n")
+          .map((l) => /^\S+ stdout F (\d+)$/.exec(l)?.[1])
+          .filter((x): x is string => x !== undefined)
+          .map(Number);
+        return ns.at(-1) ?? 0;
+      };
+      await waitUntil(
+        "ho-cut to count past 20",
+        async () => ((await counted()) > 20 ? true : undefined),
+        {
+          timeoutMs: 30_000,
+          intervalMs: 200,
+        },
+      );
+      // The push cannot get through (its packets are dropped, as over a dead uplink).
+      await registry.block();
+      made.push("ho-cut");
+      await createMigration(NS(), "ho-cut", { podName: "ho-cut", handoff: "Freeze" }, { test: ID });
+      await waitUntil(
+        "the original held",
+        async () => ((await self()) === "1" ? true : undefined),
+        {
+          timeoutMs: 60_000,
+          intervalMs: 20,
+        },
+      );
+      const heldAt = Date.now();
+      const atHold = await counted();
+      // The partition: the edge node loses the API server and the registry.
+      await link.cut();
+      let thawedAt: number;
+      let during: number;
+      try {
+        await waitUntil(
+          "the fence deadline thawing the original",
+          async () => ((await self()) === "0" ? true : undefined),
+          { timeoutMs: (FENCE_S + 30) * 1000, intervalMs: 50 },
+        );
+        thawedAt = Date.now();
+        // It runs on, still cut off.
+        during = await waitUntil(
+          "the thawed original counting on",
+          async () => {
+            const n = await counted();
+            return n > atHold + 5 ? n : undefined;
+          },
+          { timeoutMs: 20_000, intervalMs: 200 },
+        );
+      } finally {
+        await link.heal();
+        await registry.unblock();
+      }
+      const m = await awaitMigration(NS(), "ho-cut", 240_000);
+      expect(m.status?.phase).toBe("Failed");
+      expect(m.status?.failureReason, m.status?.message).toBe("FenceExpired");
+      expect(m.status?.restoredPod).toBeUndefined();
+      expect(m.status?.timestamps?.thawed).toBeDefined();
+      // Thawed by the deadline (the hold seen from here a little after it happened).
+      const heldS = (thawedAt - heldAt) / 1000;
+      expect(heldS).toBeGreaterThan(FENCE_S - 2);
+      expect(heldS).toBeLessThan(FENCE_S + 10);
+      // Exactly one copy: the original, running on; no restored pod was ever made.
+      const restorePod = restorePodName("ho-cut", m.metadata.uid ?? "");
+      expect(pods.names()).not.toContain(restorePod);
+      const live = await clients().core.readNamespacedPod({ namespace: NS(), name: "ho-cut" });
+      expect(live.metadata?.uid).toBe(pod.metadata?.uid);
+      expect(live.status?.phase).toBe("Running");
+      const after = await waitUntil(
+        "the original counting on after the partition",
+        async () => {
+          const n = await counted();
+          return n > during ? n : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 200 },
+      );
+      console.log(
+        `[measure] partition during the push: held at ${atHold}, thawed by the fence after ${heldS.toFixed(1)} s (deadline ${FENCE_S} s) while cut off, counting on to ${after}; ${m.status?.failureReason}: ${m.status?.message}`,
+      );
+    } finally {
+      pods.stop();
+      await registry.unblock();
+      await link.heal();
+      await putBack();
+    }
+  }, 400_000);
 });
+
+/**
+ * Sets the shared EdgeNode's freezeTimeoutSeconds and waits until its agent
+ * runs with it; returns what puts the default back.
+ */
+async function freezeTimeout(seconds: number): Promise<() => Promise<void>> {
+  const { custom } = clients();
+  const name = cluster().edgeNode;
+  const ref = { group: GROUP, version: VERSION, plural: EDGENODE_PLURAL, name };
+  const set = async (value: number) => {
+    await custom.patchClusterCustomObject({
+      ...ref,
+      body: [{ op: "add", path: "/spec/freezeTimeoutSeconds", value }],
+    });
+    const ds = agentName(name);
+    await waitUntil(
+      `the agent DaemonSet with a ${value} s fence`,
+      async () => {
+        const out = await kubectl([
+          "-n",
+          "edgeshift-system",
+          "get",
+          "ds",
+          ds,
+          "-o",
+          "jsonpath={.spec.template.spec.containers[0].env[?(@.name=='EDGESHIFT_FENCE_TIMEOUT_SECONDS')].value}",
+        ]);
+        return out.trim() === String(value) ? true : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    await kubectl(["-n", "edgeshift-system", "rollout", "status", `ds/${ds}`, "--timeout=180s"]);
+  };
+  await set(seconds);
+  return () => set(120);
+}

@@ -219,9 +219,18 @@ export async function stopOperator(): Promise<V1Pod> {
   return leader;
 }
 
-/** iptables in the node's network namespace: REJECT its (and its pods') TCP to host:port. */
-export function blockTraffic(nodeName: string, host: string, port: number) {
+/**
+ * iptables in the node's network namespace: REJECT its (and its pods') TCP to
+ * host:port (a peer that is down), or DROP it (a dead link: connections hang).
+ */
+export function blockTraffic(
+  nodeName: string,
+  host: string,
+  port: number,
+  how: "REJECT" | "DROP" = "REJECT",
+) {
   const n = node(nodeName);
+  const target = how === "REJECT" ? ["REJECT", "--reject-with", "tcp-reset"] : ["DROP"];
   const rule = (chain: string) => [
     chain,
     "-d",
@@ -231,9 +240,7 @@ export function blockTraffic(nodeName: string, host: string, port: number) {
     "--dport",
     String(port),
     "-j",
-    "REJECT",
-    "--reject-with",
-    "tcp-reset",
+    ...target,
   ];
   return {
     async block() {

@@ -64,6 +64,7 @@ export function fullEdgeNode(name: string): EdgeNode {
       restorePolicy: "checkpoint",
       fallbackToRestart: false,
       handoff: "Fork",
+      freezeTimeoutSeconds: 300,
       cloud: {
         nodeSelector: {
           matchLabels: { "node-role.edgeshift.dev/cloud": "" },

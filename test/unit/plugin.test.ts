@@ -193,6 +193,9 @@ describe("renderers", () => {
     expect(renderDescribe(m, [], now)).toMatch(/^Failure:\s+PushFailed: registry said 401$/m);
     const ok = fullMigration("m", "apps");
     ok.status = { ...fullMigrationStatus(), phase: "Succeeded", message: "Migrated" };
+    // Succeeded: never thawed (the fixture sets the field only to cover it).
+    const { thawed: _, ...held } = ok.status.timestamps ?? {};
+    ok.status.timestamps = held;
     ok.status.conditions = [
       {
         type: "Succeeded",
@@ -205,6 +208,35 @@ describe("renderers", () => {
     const text = renderDescribe(ok, [], now);
     expect(text).not.toMatch(/^Failure:/m);
     expect(text).toMatch(/^Message:\s+Migrated$/m);
+    expect(text).toMatch(
+      /^Hand-off:\s+Freeze: held frozen at its checkpointed state; downtime 3\.8s \(nothing ran\), nothing lost or done twice$/m,
+    );
+  });
+
+  it("shows a fork's divergence, a rolled-back hold and a hold with a gap", () => {
+    const full = fullMigrationStatus();
+    const { thawed: _, ...held } = full.timestamps ?? {};
+    const base = { ...full, phase: "Succeeded" as const, timestamps: held };
+    const fork = mig("f", { ...base, handoff: "Fork", downtimeSeconds: undefined });
+    expect(renderDescribe(fork, [], now)).toMatch(
+      /^Hand-off:\s+Fork: the original ran on 3\.1s past the checkpoint/m,
+    );
+    const thawed = mig("t", {
+      ...base,
+      phase: "Failed",
+      timestamps: { ...base.timestamps, thawed: "2026-01-02T03:04:09.300Z" },
+    });
+    expect(renderDescribe(thawed, [], now)).toMatch(
+      /^Hand-off:\s+Freeze: held frozen at its checkpointed state, thawed again at 2026-01-02T03:04:09.300Z \(rolled back/m,
+    );
+    const gap = mig("g", {
+      ...base,
+      containers: (base.containers ?? []).map((c) => ({ ...c, freezeGapMilliseconds: 12 })),
+    });
+    expect(renderDescribe(gap, [], now)).toMatch(/held frozen 12 ms after its checkpointed state/);
+    expect(renderDescribe(mig("r", { ...base, policy: "restart" }), [], now)).not.toMatch(
+      /Hand-off/,
+    );
   });
 });
 
