@@ -41,7 +41,8 @@ import {
   checkpointHeld,
   FreezeError,
   findContainerCgroup,
-  freezerState,
+  recoverHold,
+  selfFrozen,
   setFrozen,
 } from "./freezer.ts";
 
@@ -610,18 +611,32 @@ export class AgentController {
   private async resumeFence(key: string, m: Migration, containers: string[]): Promise<void> {
     if (this.fences.has(key)) return;
     const recorded = Date.parse(m.status?.timestamps?.frozen ?? "");
-    const fence = this.fenceFor(key, m, Number.isFinite(recorded) ? recorded : Date.now());
+    const held: ContainerCgroup[] = [];
     for (const name of containers) {
-      const cg = await this.cgroupOf(m, name).catch(() => undefined);
-      if (cg) this.addHeld(fence, cg);
+      const cg = await this.held(m, name);
+      // Checkpointed, yet running: what it did since is in no image. Not a move.
+      if (!cg)
+        throw new StepFailure(
+          "ImagePushed",
+          "FreezeFailed",
+          `container ${name} is no longer held frozen at its checkpointed state; the checkpoint is stale and is not pushed`,
+        );
+      held.push(cg);
     }
+    const fence = this.fenceFor(key, m, Number.isFinite(recorded) ? recorded : Date.now());
+    for (const cg of held) this.addHeld(fence, cg);
   }
 
-  /** Whether the container is held at its checkpointed state (frozen by itself, not through its pod). */
+  /**
+   * Whether the container is held at its checkpointed state (frozen by itself);
+   * a hold a killed agent left half-done (its pod's cgroup frozen) is finished first.
+   */
   private async held(m: Migration, name: string): Promise<ContainerCgroup | undefined> {
     const cg = await this.cgroupOf(m, name).catch(() => undefined);
     if (!cg) return undefined;
-    return (await freezerState(cg)) === "FROZEN" ? cg : undefined;
+    if (await recoverHold(cg))
+      this.log.warn({ cgroup: cg.dir }, "Finished a hold an earlier agent left half-done");
+    return (await selfFrozen(cg)) ? cg : undefined;
   }
 
   private fenceFailure(): StepFailure {
@@ -708,7 +723,8 @@ export class AgentController {
       } catch {
         continue; // the container is gone: nothing to thaw
       }
-      if ((await freezerState(cg)) === "THAWED") continue;
+      await recoverHold(cg);
+      if (!(await selfFrozen(cg))) continue;
       await setFrozen(cg, false);
       thawed = true;
     }

@@ -14,6 +14,8 @@ import {
   checkpointHeld,
   findContainerCgroup,
   freezerState,
+  recoverHold,
+  selfFrozen,
   setFrozen,
 } from "./freezer.ts";
 
@@ -244,5 +246,31 @@ describe("the container freezer", () => {
     ).rejects.toThrow("criu failed");
     expect(await freezerState(cg)).toBe("THAWED");
     expect((await readFile(join(cg.podDir, "freezer.state"), "utf8")).trim()).toBe("THAWED");
+  });
+
+  it("finishes a hold a killed agent left half-done: the container held by itself, its pod thawed", async () => {
+    const uid = randomUUID();
+    const id = randomBytes(32).toString("hex");
+    const top = `edgeshift-unit-${randomBytes(4).toString("hex")}`;
+    const dir = await cgroup(top, `pod${uid}`, id);
+    const file = join("/tmp", `${top}.n`);
+    await counter(dir, file);
+    await until("counting", async () => ((await count(file)) > 3 ? true : undefined));
+    const cg = await findContainerCgroup(ROOT, uid, id);
+    expect(await recoverHold(cg)).toBe(false);
+    // Killed right after freezing the pod's cgroup.
+    await writeFile(join(cg.podDir, "freezer.state"), "FROZEN");
+    await until("the pod frozen", async () =>
+      (await readFile(join(cg.podDir, "freezer.state"), "utf8")).trim() === "FROZEN"
+        ? true
+        : undefined,
+    );
+    const at = await count(file);
+    expect(await selfFrozen(cg)).toBe(false);
+    expect(await recoverHold(cg)).toBe(true);
+    expect(await selfFrozen(cg)).toBe(true);
+    expect((await readFile(join(cg.podDir, "freezer.state"), "utf8")).trim()).toBe("THAWED");
+    await sleep(200);
+    expect(await count(file)).toBe(at);
   });
 });

@@ -141,6 +141,34 @@ async function isDir(p: string): Promise<boolean> {
   );
 }
 
+/** Whether the container is frozen by its own freezer (not only through its pod's). */
+export async function selfFrozen(cg: ContainerCgroup): Promise<boolean> {
+  if (cg.version === 2)
+    return (await readFile(join(cg.dir, "cgroup.freeze"), "utf8")).trim() === "1";
+  const self = await readFile(join(cg.dir, "freezer.self_freezing"), "utf8").catch(() => "");
+  return self.trim() === "1" && (await freezerState(cg)) === "FROZEN";
+}
+
+async function podFrozen(cg: ContainerCgroup): Promise<boolean> {
+  const file = cg.version === 2 ? "cgroup.freeze" : "freezer.self_freezing";
+  return (await readFile(join(cg.podDir, file), "utf8").catch(() => "")).trim() === "1";
+}
+
+/**
+ * A hold an agent left half-done (it died between freezing the pod's cgroup
+ * and holding the container by itself): the container is held by itself and
+ * the pod's cgroup thawed, as checkpointHeld would have ended. Returns whether
+ * there was one.
+ */
+export async function recoverHold(cg: ContainerCgroup): Promise<boolean> {
+  if (!(await podFrozen(cg))) return false;
+  await setFrozen(cg, true);
+  await (cg.version === 1
+    ? writeFile(join(cg.podDir, "freezer.state"), "THAWED")
+    : writeFile(join(cg.podDir, "cgroup.freeze"), "0"));
+  return true;
+}
+
 /** What holding the container at its checkpointed state took. */
 export interface Held<T> {
   value: T;
