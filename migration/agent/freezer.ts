@@ -189,9 +189,11 @@ export interface Held<T> {
  * container never runs again after the state it captures, and leaves it
  * frozen. containerd's checkpoint refuses a container frozen beforehand ("OCI
  * runtime pause failed: container not running") and pauses, dumps and resumes
- * it itself; its own freezer then goes FROZEN (containerd's pause), THAWED
- * (CRIU holds the tasks by ptrace), FROZEN (CRIU done, leaving it as it found
- * it) and THAWED (containerd's resume, after it has packed the rootfs diff).
+ * it itself; its own freezer then goes FROZEN (containerd's pause: runc
+ * writes FROZEN until it reads FROZEN, thawing now and then while it stays
+ * FREEZING), THAWED (CRIU has seized the tasks by ptrace and thaws: its only
+ * thaw), FROZEN (CRIU done: it leaves the freezer as it found it, then
+ * detaches) and THAWED (containerd's resume, after it packed the rootfs diff).
  * At the second FROZEN the pod's cgroup is frozen too, so the resume releases
  * nothing; once the call returns the container is frozen on its own and the
  * pod's cgroup thawed (the pod's other containers run on). Should the resume
@@ -230,7 +232,10 @@ export async function checkpointHeld<T>(
         last = st;
         const frozen = st === frozenValue || st === "FREEZING";
         if (!frozen && phase >= 1) thawSeenAt = Date.now();
-        if (phase === 0 && frozen) phase = 1;
+        // runc's pause may go FREEZING, THAWED, FREEZING... (it thaws now and
+        // then while new tasks keep it FREEZING) and returns at the first
+        // FROZEN: only that is the pause done. CRIU's own write comes after.
+        if (phase === 0 && st === frozenValue) phase = 1;
         else if (phase === 1 && !frozen) phase = 2;
         else if (phase === 2 && frozen) {
           freezePod(true);

@@ -218,15 +218,18 @@ describe("hand-off", () => {
       await registry.block();
       made.push("ho-cut");
       await createMigration(NS(), "ho-cut", { podName: "ho-cut", handoff: "Freeze" }, { test: ID });
-      await waitUntil(
+      // Held: frozen by its own freezer for good (containerd's pause for the
+      // dump freezes it too, for a few hundred milliseconds).
+      let since = 0;
+      const heldAt = await waitUntil(
         "the original held",
-        async () => ((await self()) === "1" ? true : undefined),
-        {
-          timeoutMs: 60_000,
-          intervalMs: 20,
+        async () => {
+          if ((await self()) !== "1") since = 0;
+          else if (!since) since = Date.now();
+          return since && Date.now() - since > 1500 ? since : undefined;
         },
+        { timeoutMs: 60_000, intervalMs: 20 },
       );
-      const heldAt = Date.now();
       const atHold = await counted();
       // The partition: the edge node loses the API server and the registry.
       await link.cut();
