@@ -218,6 +218,7 @@ export class AgentController {
     let m = await this.read(namespace, name);
     if (!m) {
       this.dropFence(key);
+      for (const mark of this.settled) if (mark.startsWith(`${key}/`)) this.settled.delete(mark);
       return undefined;
     }
     await this.thawRolledBack(key, m);
@@ -350,7 +351,8 @@ export class AgentController {
       // Under Freeze an archive is the move's only if the container has not run
       // since: held frozen. One it ran past (the agent died before it could
       // hold it) is stale, and the container is checkpointed again.
-      const heldCg = freeze ? await this.held(m, name) : undefined;
+      const cg = freeze ? await this.cgroupOf(m, name) : undefined;
+      const heldCg = cg && (await this.isHeld(cg)) ? cg : undefined;
       const fresh = async (path: string) => {
         if (!freeze || heldCg) return true;
         log.warn(
@@ -421,8 +423,7 @@ export class AgentController {
         });
       let path: string;
       let gapMs: number | undefined;
-      if (freeze) {
-        const cg = await this.cgroupOf(m, name);
+      if (cg) {
         const held = await checkpointHeld(cg, call);
         path = held.value;
         gapMs = held.gapMs;
@@ -633,10 +634,13 @@ export class AgentController {
    */
   private async held(m: Migration, name: string): Promise<ContainerCgroup | undefined> {
     const cg = await this.cgroupOf(m, name).catch(() => undefined);
-    if (!cg) return undefined;
+    return cg && (await this.isHeld(cg)) ? cg : undefined;
+  }
+
+  private async isHeld(cg: ContainerCgroup): Promise<boolean> {
     if (await recoverHold(cg))
       this.log.warn({ cgroup: cg.dir }, "Finished a hold an earlier agent left half-done");
-    return (await selfFrozen(cg)) ? cg : undefined;
+    return selfFrozen(cg);
   }
 
   private fenceFailure(): StepFailure {
@@ -649,12 +653,9 @@ export class AgentController {
 
   /** Fence deadline: not committed in time, the original runs on and the image is never reported. */
   private async fenceExpired(key: string): Promise<void> {
-    const fence = this.fences.get(key);
-    if (!fence || fence.committed || fence.abandoned) return;
-    fence.abandoned = true;
-    fence.abandonedWith = this.fenceFailure();
     const log = this.log.child({ key });
-    await this.thawCgroups(fence, log, "the fence deadline passed before the image was reported");
+    const why = "the fence deadline passed before the image was reported";
+    await this.thawFence(key, log, why, this.fenceFailure());
     // Records FenceExpired once the API server answers (the push, if still running, ends in it).
     this.queue.add(key);
   }
@@ -712,19 +713,9 @@ export class AgentController {
     const log = this.log.child({ key });
     let thawed = false;
     for (const c of m.status.containers ?? []) {
-      if (!c.containerID) continue;
-      let cg: ContainerCgroup;
-      try {
-        cg = await findContainerCgroup(
-          this.deps.config.cgroupRoot,
-          m.status.sourcePodUID ?? "",
-          c.containerID,
-        );
-      } catch {
-        continue; // the container is gone: nothing to thaw
-      }
-      await recoverHold(cg);
-      if (!(await selfFrozen(cg))) continue;
+      // Gone, or not held (never, or already thawed): nothing to thaw.
+      const cg = await this.held(m, c.name);
+      if (!cg) continue;
       await setFrozen(cg, false);
       thawed = true;
     }

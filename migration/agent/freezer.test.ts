@@ -81,6 +81,22 @@ async function until<T>(what: string, f: () => Promise<T | undefined>): Promise<
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/**
+ * A container cgroup `pod<uid>/<id>` under a fresh top-level cgroup, with a
+ * counting shell in it unless `counting` is false; found as the agent finds it.
+ */
+async function podContainer(counting = true) {
+  const uid = randomUUID();
+  const id = randomBytes(32).toString("hex");
+  const top = `edgeshift-unit-${randomBytes(4).toString("hex")}`;
+  const dir = await cgroup(top, `pod${uid}`, id);
+  const file = join("/tmp", `${top}.n`);
+  const p = counting ? await counter(dir, file) : undefined;
+  if (p) await until("counting", async () => ((await count(file)) > 3 ? true : undefined));
+  const cg = await findContainerCgroup(ROOT, uid, id);
+  return { dir, file, p, cg };
+}
+
 describe("the container freezer", () => {
   it("accepts only container IDs and pod UIDs as the kubelet reports them", async () => {
     const id = randomBytes(32).toString("hex");
@@ -147,14 +163,8 @@ describe("the container freezer", () => {
   });
 
   it("a SIGKILL to a frozen process takes effect at the thaw, and the process runs no further", async () => {
-    const uid = randomUUID();
-    const id = randomBytes(32).toString("hex");
-    const top = `edgeshift-unit-${randomBytes(4).toString("hex")}`;
-    const dir = await cgroup(top, `pod${uid}`, id);
-    const file = join("/tmp", `${top}.n`);
-    const p = await counter(dir, file);
-    await until("counting", async () => ((await count(file)) > 3 ? true : undefined));
-    const cg = await findContainerCgroup(ROOT, uid, id);
+    const { file, p, cg } = await podContainer();
+    if (!p) throw new Error("no counter");
     await setFrozen(cg, true);
     const at = await count(file);
     const exited = new Promise<string | null>((r) => p.once("exit", (_c, sig) => r(sig)));
@@ -190,14 +200,7 @@ describe("the container freezer", () => {
     };
 
   it("holds the container from the end of the dump through the runtime's resume, and thaws its pod", async () => {
-    const uid = randomUUID();
-    const id = randomBytes(32).toString("hex");
-    const top = `edgeshift-unit-${randomBytes(4).toString("hex")}`;
-    const dir = await cgroup(top, `pod${uid}`, id);
-    const file = join("/tmp", `${top}.n`);
-    await counter(dir, file);
-    await until("counting", async () => ((await count(file)) > 3 ? true : undefined));
-    const cg = await findContainerCgroup(ROOT, uid, id);
+    const { dir, file, cg } = await podContainer();
     let atDump = -1;
     const held = await checkpointHeld(cg, async () => {
       const call = runtime(dir, 100);
@@ -223,12 +226,7 @@ describe("the container freezer", () => {
   });
 
   it("freezes at once and reports the gap when the runtime resumed before it could be held", async () => {
-    const uid = randomUUID();
-    const id = randomBytes(32).toString("hex");
-    const top = `edgeshift-unit-${randomBytes(4).toString("hex")}`;
-    const dir = await cgroup(top, `pod${uid}`, id);
-    await counter(dir, join("/tmp", `${top}.n`));
-    const cg = await findContainerCgroup(ROOT, uid, id);
+    const { dir, cg } = await podContainer();
     // One FROZEN phase only (the end of the dump not seen apart from the pause).
     const held = await checkpointHeld(cg, async () => {
       await writeFile(join(dir, "freezer.state"), "FROZEN");
@@ -242,11 +240,7 @@ describe("the container freezer", () => {
   });
 
   it("leaves the container and its pod running when the checkpoint fails", async () => {
-    const uid = randomUUID();
-    const id = randomBytes(32).toString("hex");
-    const top = `edgeshift-unit-${randomBytes(4).toString("hex")}`;
-    const dir = await cgroup(top, `pod${uid}`, id);
-    const cg = await findContainerCgroup(ROOT, uid, id);
+    const { dir, cg } = await podContainer(false);
     await expect(
       checkpointHeld(cg, async () => {
         await runtime(dir, 50)();
@@ -258,14 +252,7 @@ describe("the container freezer", () => {
   });
 
   it("finishes a hold a killed agent left half-done: the container held by itself, its pod thawed", async () => {
-    const uid = randomUUID();
-    const id = randomBytes(32).toString("hex");
-    const top = `edgeshift-unit-${randomBytes(4).toString("hex")}`;
-    const dir = await cgroup(top, `pod${uid}`, id);
-    const file = join("/tmp", `${top}.n`);
-    await counter(dir, file);
-    await until("counting", async () => ((await count(file)) > 3 ? true : undefined));
-    const cg = await findContainerCgroup(ROOT, uid, id);
+    const { file, cg } = await podContainer();
     expect(await recoverHold(cg)).toBe(false);
     // Killed right after freezing the pod's cgroup.
     await writeFile(join(cg.podDir, "freezer.state"), "FROZEN");

@@ -10,10 +10,10 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { AdmissionregistrationV1Api, AppsV1Api, type V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { stringify } from "yaml";
 import { MIGRATION_POD_LABEL } from "../../migration/restore/pod.ts";
 import { waitUntil } from "../cluster/process.ts";
 import { type EdgeFixture, edgeFixture } from "../support/edge-fixture.ts";
+import { holdPolicyYaml, refusedUnder } from "../support/hold-policy.ts";
 import { createMigration, setPodRunning } from "../support/objects.ts";
 import { OPERATOR_NAMESPACE } from "../support/operator.ts";
 
@@ -37,52 +37,20 @@ const kube = (args: string[], input?: string) => {
 
 /** What the API server has refused under the hold policy so far (its own metric). */
 async function refusals(): Promise<number> {
-  let n = 0;
-  for (const line of (await kube(["get", "--raw", "/metrics"])).split("\n")) {
-    if (!line.startsWith("apiserver_validating_admission_policy_check_total{")) continue;
-    if (!line.includes(`policy="${HOLD}"`) || !line.includes('enforcement_action="deny"')) continue;
-    n += Number(line.split(" ").at(-1));
-  }
-  return n;
+  return refusedUnder(await kube(["get", "--raw", "/metrics"]), HOLD);
 }
 
 /** Refuses every change the operator makes to a restored pod in the fixture's namespace. */
 async function holdReveal(): Promise<void> {
-  const policy = {
-    apiVersion: "admissionregistration.k8s.io/v1",
-    kind: "ValidatingAdmissionPolicy",
-    metadata: { name: HOLD },
-    spec: {
-      failurePolicy: "Fail",
-      matchConstraints: {
-        resourceRules: [
-          { apiGroups: [""], apiVersions: ["v1"], operations: ["UPDATE"], resources: ["pods"] },
-        ],
-      },
-      matchConditions: [
-        { name: "the-operator", expression: `request.userInfo.username == '${OPERATOR_USER}'` },
-      ],
-      validations: [
-        {
-          expression: `!('${MIGRATION_POD_LABEL}' in oldObject.metadata.?labels.orValue({}))`,
-          message: "held by the test: the operator may not change a restored pod now",
-        },
-      ],
-    },
-  };
-  const binding = {
-    apiVersion: "admissionregistration.k8s.io/v1",
-    kind: "ValidatingAdmissionPolicyBinding",
-    metadata: { name: HOLD },
-    spec: {
-      policyName: HOLD,
-      validationActions: ["Deny"],
-      matchResources: {
-        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": f.namespace } },
-      },
-    },
-  };
-  await kube(["apply", "-f", "-"], `${stringify(policy)}---\n${stringify(binding)}`);
+  await kube(
+    ["apply", "-f", "-"],
+    holdPolicyYaml({
+      name: HOLD,
+      namespace: f.namespace,
+      operatorUser: OPERATOR_USER,
+      what: "reveal",
+    }),
+  );
   // In force once the API server refuses the operator a change to a restored
   // pod (a server-side dry run as the operator, on a pod that never runs).
   await f.c.core.createNamespacedPod({

@@ -13,9 +13,9 @@
 // The real controller manager then decides what each owner does.
 import type { V1Pod } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
 import type { Migration, MigrationPhase } from "../../operator/api/v1alpha1.ts";
 import { waitUntil } from "../cluster/process.ts";
+import { holdPolicyYaml, refusedUnder } from "../support/hold-policy.ts";
 import * as moves from "./moves.ts";
 import { releaseOperatorLease, stopOperator } from "./node-control.ts";
 import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
@@ -209,14 +209,7 @@ async function jobComplete(name: string) {
 
 /** What the API server has refused under the hold policy so far (its own metric). */
 async function refusals(): Promise<number> {
-  const text = await kubectl(["get", "--raw", "/metrics"]);
-  let n = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("apiserver_validating_admission_policy_check_total{")) continue;
-    if (!line.includes(`policy="${HOLD}"`) || !line.includes('enforcement_action="deny"')) continue;
-    n += Number(line.split(" ").at(-1));
-  }
-  return n;
+  return refusedUnder(await kubectl(["get", "--raw", "/metrics"]), HOLD);
 }
 
 /**
@@ -262,47 +255,10 @@ let holding: keyof typeof PROBES | undefined;
  */
 async function hold(what: keyof typeof PROBES): Promise<void> {
   await apply(probePod(PROBES.reveal, true), probePod(PROBES.removal, false));
-  const restoredPod = `'${MIGRATION_LABEL}' in oldObject.metadata.?labels.orValue({})`;
-  const policy = {
-    apiVersion: "admissionregistration.k8s.io/v1",
-    kind: "ValidatingAdmissionPolicy",
-    metadata: { name: HOLD },
-    spec: {
-      failurePolicy: "Fail",
-      matchConstraints: {
-        resourceRules: [
-          {
-            apiGroups: [""],
-            apiVersions: ["v1"],
-            operations: what === "reveal" ? ["UPDATE"] : ["DELETE"],
-            resources: ["pods"],
-          },
-        ],
-      },
-      matchConditions: [
-        { name: "the-operator", expression: `request.userInfo.username == '${OPERATOR_USER}'` },
-      ],
-      validations: [
-        {
-          expression: what === "reveal" ? `!(${restoredPod})` : restoredPod,
-          message: `held by the test: the operator may not ${what === "reveal" ? "change a restored pod" : "delete another pod"} now`,
-        },
-      ],
-    },
-  };
-  const binding = {
-    apiVersion: "admissionregistration.k8s.io/v1",
-    kind: "ValidatingAdmissionPolicyBinding",
-    metadata: { name: HOLD },
-    spec: {
-      policyName: HOLD,
-      validationActions: ["Deny"],
-      matchResources: {
-        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns() } },
-      },
-    },
-  };
-  await kubectl(["apply", "-f", "-"], `${stringify(policy)}---\n${stringify(binding)}`);
+  await kubectl(
+    ["apply", "-f", "-"],
+    holdPolicyYaml({ name: HOLD, namespace: ns(), operatorUser: OPERATOR_USER, what }),
+  );
   holding = what;
   await waitUntil(
     "the hold policy in force",
