@@ -698,8 +698,12 @@ export class AgentController {
 
   /**
    * A Freeze Migration of this node that failed or is being deleted before it
-   * succeeded: the operator has removed the restored pod, so the original is
-   * thawed (found by its recorded container, whatever this agent remembers).
+   * succeeded, once the operator has released it (status.timestamps.released:
+   * the restored pod is gone, its containers stopped, or was never created):
+   * the original is thawed (found by its recorded container, whatever this
+   * agent remembers) and that is reported, which lets the operator drop the
+   * Migration's finalizer. Before the release a restored copy may still run,
+   * so the original stays frozen.
    */
   private async thawRolledBack(key: string, m: Migration): Promise<void> {
     if (m.status?.handoff !== "Freeze") return;
@@ -707,7 +711,7 @@ export class AgentController {
     const rolledBack =
       m.status?.phase === "Failed" ||
       (Boolean(m.metadata.deletionTimestamp) && m.status?.phase !== "Succeeded");
-    if (!rolledBack || !m.status?.timestamps?.frozen) return;
+    if (!rolledBack || !m.status?.timestamps?.frozen || !m.status.timestamps.released) return;
     const mark = `${key}/${m.metadata.uid}`;
     if (this.settled.has(mark)) return;
     const log = this.log.child({ key });
@@ -720,13 +724,16 @@ export class AgentController {
       thawed = true;
     }
     this.dropFence(key);
-    if (thawed) {
+    if (thawed)
       log.info({ phase: m.status.phase }, "The migration was rolled back: thawed the original");
-      if (!m.status.timestamps.thawed && !m.metadata.deletionTimestamp)
-        await this.writeStatus(m, (s) => {
-          s.timestamps = { ...s.timestamps, thawed: now() };
-        }).catch((err) => log.warn({ err }, "Could not record the thaw"));
-    }
+    // Thawed, or found not held: either way released, and the operator waits for this.
+    if (!m.status.timestamps.thawed)
+      await this.writeStatus(m, (s) => {
+        s.timestamps = { ...s.timestamps, thawed: now() };
+      }).catch((err) => {
+        // Gone meanwhile: nobody waits for the report.
+        if (!(err instanceof StepFailure)) throw err;
+      });
     this.settled.add(mark);
   }
 

@@ -314,8 +314,14 @@ export interface MigrationTimestamps {
   restored?: string;
   /** Handoff Freeze: the agent froze the source container. */
   frozen?: string;
-  /** Handoff Freeze: the agent thawed it again (failure, fence deadline). */
+  /** Handoff Freeze: the agent released it again (thawed, or found no longer held): failure, deletion, fence deadline. */
   thawed?: string;
+  /**
+   * Handoff Freeze, rolled back (the operator's): the restored pod is gone, its
+   * containers stopped by its kubelet, or was never created; the agent thaws
+   * the original only from then on.
+   */
+  released?: string;
   revealed?: string;
   cutOver?: string;
   finished?: string;

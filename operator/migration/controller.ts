@@ -144,6 +144,17 @@ function podFinished(p: V1Pod): boolean {
   return p.status?.phase === "Succeeded" || p.status?.phase === "Failed";
 }
 
+/**
+ * Handoff Freeze, rolled back (failed, or deleted before it succeeded) after
+ * the agent held the original: until the agent reports it thawed, the
+ * operator still has the hold to release (holdReleased).
+ */
+export function holdToRelease(m: Migration): boolean {
+  const s = m.status;
+  if (s?.handoff !== "Freeze" || !s.timestamps?.frozen || s.timestamps.thawed) return false;
+  return s.phase === "Failed" || (Boolean(m.metadata.deletionTimestamp) && s.phase !== "Succeeded");
+}
+
 function podReady(p: V1Pod | undefined): boolean {
   return p?.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
@@ -271,7 +282,7 @@ export class MigrationController {
     const ns = pod.metadata?.namespace ?? "";
     const label = pod.metadata?.labels?.[MIGRATION_POD_LABEL];
     for (const m of this.deps.migrations.list(ns)) {
-      if (migrationFinished(m) && !m.metadata.deletionTimestamp) continue;
+      if (migrationFinished(m) && !m.metadata.deletionTimestamp && !holdToRelease(m)) continue;
       const ours =
         label !== undefined
           ? toLabelValue(m.metadata.name ?? "") === label
@@ -306,15 +317,15 @@ export class MigrationController {
     if (!m) return undefined;
     const log = this.log.child({ key });
     if (m.metadata.deletionTimestamp) {
-      if (m.metadata.finalizers?.includes(CLEANUP_FINALIZER)) {
-        await this.finalize(m, log);
-        return undefined;
-      }
+      if (m.metadata.finalizers?.includes(CLEANUP_FINALIZER)) return await this.finalize(m, log);
       return await this.imagesLeftByAgent(m, log);
     }
     if (migrationFinished(m)) {
-      // Ended by an earlier pass whose finalizer removal did not go through.
+      // Failed with the original held, or ended by an earlier pass whose
+      // finalizer removal did not go through.
       if (m.metadata.finalizers?.includes(CLEANUP_FINALIZER)) {
+        const holding = await this.holdReleased(m, log);
+        if (holding) return holding;
         await this.releaseFinalizer(m);
         return undefined;
       }
@@ -1286,8 +1297,16 @@ export class MigrationController {
     await this.removePrepull(m);
     const restoredName = m.status?.restoredPod;
     if (restoredName) {
+      // With the original held, gracefully: the pod leaves the API only once
+      // its kubelet has stopped its containers, and only then may the original
+      // run again (holdReleased). Otherwise at once: the original runs anyway.
+      const held = m.status?.handoff === "Freeze" && Boolean(m.status.timestamps?.frozen);
       await this.deps.core
-        .deleteNamespacedPod({ namespace: ns, name: restoredName, gracePeriodSeconds: 0 })
+        .deleteNamespacedPod({
+          namespace: ns,
+          name: restoredName,
+          gracePeriodSeconds: held ? 1 : 0,
+        })
         .catch((err) => {
           if (!isNotFound(err)) throw err;
         });
@@ -1343,8 +1362,14 @@ export class MigrationController {
    * the original, in which case the restored pod is the workload and is handed
    * to its owner rather than left hidden. Then the finalizer goes.
    */
-  private async finalize(m: Migration, log: Logger): Promise<void> {
-    if (!migrationFinished(m)) {
+  private async finalize(
+    m: Migration,
+    log: Logger,
+  ): Promise<{ requeueAfterMs: number } | undefined> {
+    if (migrationFinished(m)) {
+      const holding = await this.holdReleased(m, log);
+      if (holding) return holding;
+    } else {
       const ns = m.metadata.namespace ?? "";
       const found = await this.readPod(ns, m.spec.podName);
       const uid = m.status?.sourcePodUID;
@@ -1361,6 +1386,8 @@ export class MigrationController {
         );
       } else {
         await this.rollBack(m);
+        const holding = await this.holdReleased(m, log);
+        if (holding) return holding;
         log.info("Migration deleted in flight: rolled back");
       }
       await this.event(
@@ -1374,6 +1401,46 @@ export class MigrationController {
       );
     }
     await this.releaseFinalizer(m);
+    return undefined;
+  }
+
+  /**
+   * The held original of a rolled-back Freeze migration (holdToRelease), or
+   * undefined once nothing of it is left to the operator. No restored copy may
+   * run while the original runs again: status.timestamps.released, which the
+   * agent waits for before it thaws, is written only once the restored pod is
+   * gone from the API (deleted gracefully by rollBack, its kubelet removes it
+   * when its containers have stopped) or was never created. The Migration and
+   * its cleanup finalizer then stay until the agent reports the original
+   * thawed, or the original is gone: a Migration that vanished first would
+   * leave it frozen for good, since the agent knows its holds by Migration.
+   */
+  private async holdReleased(
+    m: Migration,
+    log: Logger,
+  ): Promise<{ requeueAfterMs: number } | undefined> {
+    if (!holdToRelease(m)) return undefined;
+    const ns = m.metadata.namespace ?? "";
+    if (!m.status?.timestamps?.released) {
+      const name = m.status?.restoredPod;
+      const restored = name ? await this.readPod(ns, name) : undefined;
+      if (restored) {
+        if (!restored.metadata?.deletionTimestamp) await this.rollBack(m);
+        // Its removal by the kubelet wakes this.
+        return this.waitFor();
+      }
+      await this.write(m, (s) => {
+        s.timestamps = { ...s.timestamps, released: iso() };
+      });
+      log.info("Rolled back with the original held: no restored copy runs, the agent may thaw it");
+      return this.waitFor();
+    }
+    const original = await this.readPod(ns, m.spec.podName);
+    const uid = m.status.sourcePodUID;
+    if (!original || (uid && original.metadata?.uid !== uid) || podFinished(original))
+      return undefined;
+    // The agent's report wakes this.
+    return this.waitFor();
   }
 
   private async releaseFinalizer(m: Migration): Promise<void> {
@@ -1434,8 +1501,9 @@ export class MigrationController {
       message,
     );
     // Ended: nothing of the operator's is left to clean up (a conflict is retried
-    // by the next pass, which finds the Migration finished).
-    await this.releaseFinalizer(ended);
+    // by the next pass, which finds the Migration finished), unless the original
+    // is held: the next pass releases it first (holdReleased).
+    if (!holdToRelease(ended)) await this.releaseFinalizer(ended);
   }
 
   private observe(step: MigrationStep, from: string, to: string): void {

@@ -91,6 +91,8 @@ export interface EdgeshiftRun {
   restoreMs?: number;
   /** restored -> cutOver (the original's deletion requested). */
   cutoverMs?: number;
+  /** Checkpoint runs (handoff Freeze): status.downtimeSeconds, the hold to the restored pod Ready. */
+  downtimeMs?: number;
   /** Migration created by the bench -> Succeeded and the original gone, as the bench saw them. */
   totalMs: number;
   imageBytes?: number;
@@ -381,6 +383,8 @@ async function edgeshiftRun(
     handMs: policy === "checkpoint" ? between(ts.imagePushed, ts.restoreStarted) : undefined,
     restoreMs: between(ts.restoreStarted, ts.restored),
     cutoverMs: between(ts.restored, ts.cutOver),
+    downtimeMs:
+      m.status?.downtimeSeconds === undefined ? undefined : m.status.downtimeSeconds * 1000,
     totalMs: goneAt - t0,
     imageBytes: m.status?.containers?.[0]?.imageSizeBytes,
     archiveBytes: m.status?.containers?.[0]?.archiveSizeBytes,
@@ -653,6 +657,8 @@ async function teardown(log: (m: string) => void): Promise<void> {
 export async function runE2eBench(o: {
   sizesMb: number[];
   runs: number;
+  /** The edge node's link shaped to this many Mbit/s both ways (tc tbf) for every run. */
+  edgeMbit?: number;
   log: (m: string) => void;
 }): Promise<E2eResult> {
   const log = o.log;
@@ -707,6 +713,10 @@ export async function runE2eBench(o: {
     ).stdout.match(/Version: (\S+)/)?.[1];
     const buildah = (await run("buildah", ["--version"])).stdout.match(/version (\S+)/)?.[1];
     const versions = { ...nc.versions, criu: criu ?? "?", buildah: buildah ?? "?" };
+    if (o.edgeMbit) {
+      await edge.shape(o.edgeMbit);
+      log(`edge link shaped to ${o.edgeMbit} Mbit/s both ways (tc tbf)`);
+    }
     log(`cluster directory ${nc.dir}; KUBECONFIG=${nc.kubeconfig}`);
     log(
       `cluster up: Kubernetes ${versions.kubernetes}, containerd ${versions.containerd}, CRIU ${versions.criu}, buildah ${versions.buildah}`,

@@ -69,6 +69,7 @@ function printE2eTables(r: E2eResult, runs: number): void {
         ck ? spread(xs.map((x) => x.handMs)) : "-",
         spread(xs.map((x) => x.restoreMs)),
         spread(xs.map((x) => x.cutoverMs)),
+        ck ? spread(xs.map((x) => x.downtimeMs)) : "-",
         spread(xs.map((x) => x.totalMs)),
         ck ? mb(xs.map((x) => x.imageBytes)) : "-",
         ck ? spread(xs.map((x) => x.logGapMs)) : "-",
@@ -81,7 +82,7 @@ function printE2eTables(r: E2eResult, runs: number): void {
     }
   }
   table(
-    `edgeshift on real nodes (${on}): median (min-max) of ${runs} run(s), seconds. Steps from the Migration's status.timestamps (dispatch: Migration created by the bench -> checkpointStarted, under restart -> restoreStarted; hand-over: imagePushed -> restoreStarted; cutover: restored -> original's deletion); total: Migration created by the bench -> Succeeded and the original pod gone, as the bench saw them (50 ms polls); log gap: largest gap between two lines of the restored pod's log (workload ticks every 0.2 s)`,
+    `edgeshift on real nodes (${on}): median (min-max) of ${runs} run(s), seconds. Steps from the Migration's status.timestamps (dispatch: Migration created by the bench -> checkpointStarted, under restart -> restoreStarted; hand-over: imagePushed -> restoreStarted; cutover: restored -> original's deletion; downtime: status.downtimeSeconds, handoff Freeze, the original held from the end of its dump to the restored pod Ready, nothing running meanwhile); total: Migration created by the bench -> Succeeded and the original pod gone, as the bench saw them (50 ms polls); log gap: largest gap between two lines of the restored pod's log (workload ticks every 0.2 s)`,
     [
       "size",
       "policy",
@@ -91,6 +92,7 @@ function printE2eTables(r: E2eResult, runs: number): void {
       "hand-over",
       "restore",
       "cutover",
+      "downtime",
       "total",
       "image MB",
       "log gap",
@@ -247,12 +249,21 @@ if (on("pack-push")) {
 }
 
 if (on("e2e")) {
-  // Real nodes; E2E_SIZES=1,16 E2E_RUNS=1 for a quick pass.
+  // Real nodes; E2E_SIZES=1,16 E2E_RUNS=1 for a quick pass; E2E_EDGE_MBIT=100 shapes the edge link.
   const runs = Number(process.env.E2E_RUNS ?? 3);
+  const edgeMbit = process.env.E2E_EDGE_MBIT ? Number(process.env.E2E_EDGE_MBIT) : undefined;
+  if (edgeMbit !== undefined && !(edgeMbit > 0)) throw new Error("E2E_EDGE_MBIT must be > 0");
   const sizesMb = (process.env.E2E_SIZES ?? "1,16,64,256").split(",").map(Number);
   if (!(runs >= 1) || sizesMb.some((x) => !(x >= 1))) {
     throw new Error("E2E_RUNS must be >= 1 and E2E_SIZES a comma list of MiB >= 1");
   }
-  const r = await runE2eBench({ sizesMb, runs, log: (m) => console.error(`[e2e] ${m}`) });
+  const r = await runE2eBench({
+    sizesMb,
+    runs,
+    edgeMbit,
+    log: (m) => console.error(`[e2e] ${m}`),
+  });
+  if (edgeMbit)
+    console.log(`\nThe edge node's link shaped to ${edgeMbit} Mbit/s both ways (tc tbf).`);
   printE2eTables(r, runs);
 }

@@ -359,6 +359,12 @@ describe("an edge agent's writes, with its real pod-bound token", () => {
         { timestamps: { revealed: new Date(Date.now() + 86_400_000).toISOString() } },
         "phase, nodes, failure",
       ],
+      // The operator's word that no restored copy runs: the agent thaws on it.
+      [
+        "release timestamp",
+        { timestamps: { released: new Date().toISOString() } },
+        "phase, nodes, failure",
+      ],
     ];
     for (const [what, change, message] of cases) {
       const mutate = (s: MigrationStatus) => {

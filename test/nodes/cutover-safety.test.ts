@@ -15,14 +15,12 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Migration, MigrationPhase } from "../../operator/api/v1alpha1.ts";
 import { waitUntil } from "../cluster/process.ts";
-import { holdPolicyYaml, refusedUnder } from "../support/hold-policy.ts";
 import * as moves from "./moves.ts";
 import { releaseOperatorLease, stopOperator } from "./node-control.ts";
+import { operatorHold } from "./operator-hold.ts";
 import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
 const ID = "cutsafe";
-const OPERATOR_USER = "system:serviceaccount:edgeshift-system:edgeshift-operator";
-const MIGRATION_LABEL = "edgeshift.dev/migration";
 const DELETION_COST = "controller.kubernetes.io/pod-deletion-cost";
 const HOLD = "edgeshift-test-hold-reveal";
 const IDLE = "while true; do sleep 1; done";
@@ -207,65 +205,10 @@ async function jobComplete(name: string) {
 
 // --- the holds --------------------------------------------------------------------
 
-/** What the API server has refused under the hold policy so far (its own metric). */
-async function refusals(): Promise<number> {
-  return refusedUnder(await kubectl(["get", "--raw", "/metrics"]), HOLD);
-}
-
-/**
- * Whether the operator could do now what the hold refuses (a server-side dry
- * run as it): change the restored probe pod, or delete the other one.
- */
-async function operatorMay(what: keyof typeof PROBES): Promise<boolean> {
-  const act =
-    what === "reveal"
-      ? ["label", "pod", PROBES.reveal, "edgeshift.dev/dry-run=x"]
-      : ["delete", "pod", PROBES.removal];
-  return kubectl(["-n", ns(), "--as", OPERATOR_USER, ...act, "--dry-run=server"]).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Pods that never run (no node matches), like a restored pod or like an original: what the dry runs patch. */
-const PROBES = { reveal: `${ID}-probe-restored`, removal: `${ID}-probe-original` };
-function probePod(name: string, restored: boolean) {
-  return {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: {
-      name,
-      namespace: ns(),
-      labels: { test: ID, ...(restored ? { [MIGRATION_LABEL]: "probe" } : {}) },
-    },
-    spec: {
-      nodeSelector: { "edgeshift.dev/no-such-node": "true" },
-      containers: [{ name: "c", image: "busybox:1.37" }],
-    },
-  };
-}
-
-let holding: keyof typeof PROBES | undefined;
-
-/**
- * Refuses, in the app namespace, every change the operator makes to a restored
- * pod ("reveal": cutover stops right before the owner may adopt it) or every
- * deletion of any other pod ("removal": cutover stops after the reveal, before
- * the original goes). Returns once the API server enforces it.
- */
-async function hold(what: keyof typeof PROBES): Promise<void> {
-  await apply(probePod(PROBES.reveal, true), probePod(PROBES.removal, false));
-  await kubectl(
-    ["apply", "-f", "-"],
-    holdPolicyYaml({ name: HOLD, namespace: ns(), operatorUser: OPERATOR_USER, what }),
-  );
-  holding = what;
-  await waitUntil(
-    "the hold policy in force",
-    async () => ((await operatorMay(what)) ? undefined : true),
-    { timeoutMs: 30_000, intervalMs: 250 },
-  );
-}
+const operator = operatorHold(ID, HOLD);
+const hold = operator.hold;
+const releaseHold = operator.release;
+const refusals = operator.refusals;
 
 /** Waits until the API server has refused the operator `n` more times than `from`. */
 async function refusedTimes(from: number, n: number): Promise<void> {
@@ -274,24 +217,6 @@ async function refusedTimes(from: number, n: number): Promise<void> {
     async () => ((await refusals()) - from >= n ? true : undefined),
     { timeoutMs: 60_000, intervalMs: 250 },
   );
-}
-
-async function releaseHold(): Promise<void> {
-  await kubectl([
-    "delete",
-    "validatingadmissionpolicybinding,validatingadmissionpolicy",
-    HOLD,
-    "--ignore-not-found",
-  ]).catch(() => "");
-  const was = holding;
-  holding = undefined;
-  if (was) {
-    await waitUntil(
-      "the hold policy lifted",
-      async () => ((await operatorMay(was)) ? true : undefined),
-      { timeoutMs: 30_000, intervalMs: 250 },
-    );
-  }
 }
 
 const QUOTA = `${ID}-pods`;

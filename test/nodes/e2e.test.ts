@@ -29,7 +29,7 @@ import {
   node,
   waitForHeldCriu,
 } from "./node-control.ts";
-import { apply, busyboxPod, clients, cluster, podReady, waitForPod } from "./support.ts";
+import { apply, busyboxPod, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
 // A random token drawn at start and a counter, both only in the shell's memory.
 const COUNTER = [
@@ -290,6 +290,26 @@ describe("end to end on real nodes", () => {
     expect(orig.spec?.nodeName).toBe(edge);
     expect(orig.status?.phase).toBe("Running");
     await advances("corrupt");
+    // Held (handoff Freeze, the default) and released by the rollback: its one
+    // pause is the hold, no longer than it was frozen.
+    const t = (
+      await waitUntil(
+        "the thaw recorded",
+        async () => {
+          const x = await getMigration(ns, "corrupt");
+          return x.status?.timestamps?.thawed ? x : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 250 },
+      )
+    ).status?.timestamps;
+    expect(t?.frozen).toBeDefined();
+    expect(at(t?.released)).toBeLessThanOrEqual(at(t?.thawed));
+    const frozenMs = at(t?.thawed) - at(t?.frozen);
+    const gap = largestGap(await kubectl(["-n", ns, "logs", "corrupt", "--timestamps"]));
+    console.log(
+      `[measure] corrupt layer rollback: frozen ${(frozenMs / 1000).toFixed(2)} s, the original's longest pause ${(gap / 1000).toFixed(2)} s`,
+    );
+    expect(gap).toBeLessThanOrEqual(frozenMs + 1000);
     await waitUntil(
       "no pod of the test but the original",
       async () => {
@@ -369,6 +389,16 @@ describe("end to end on real nodes", () => {
     );
   });
 });
+
+/** The longest time between two consecutive ticks of `kubectl logs --timestamps` (ms). */
+function largestGap(log: string): number {
+  const times = log
+    .split("\n")
+    .map((l) => /^(\S+) tick \w+ \d+$/.exec(l.trim())?.[1])
+    .filter((x): x is string => x !== undefined)
+    .map((x) => Date.parse(x));
+  return Math.max(0, ...times.slice(1).map((x, i) => x - (times[i] ?? x)));
+}
 
 /** Overwrites one member's content in a tar archive with 0xff bytes, in place: same size, same headers. */
 async function overwriteMember(path: string, member: string): Promise<void> {

@@ -256,6 +256,7 @@ export function fullMigrationStatus(generation = 1): MigrationStatus {
       restored: "2026-01-02T03:04:09.000Z",
       frozen: "2026-01-02T03:04:05.290Z",
       thawed: "2026-01-02T03:04:09.300Z",
+      released: "2026-01-02T03:04:09.200Z",
       revealed: "2026-01-02T03:04:09.050Z",
       cutOver: "2026-01-02T03:04:09.150Z",
       finished: "2026-01-02T03:04:09.200Z",
