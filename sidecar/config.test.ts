@@ -118,3 +118,18 @@ describe("redactUrl", () => {
     expect(redactUrl("nats://nats:4222")).toBe("nats://nats:4222");
   });
 });
+
+describe("EDGESHIFT_APP_METRIC", () => {
+  it("is optional, read as JSON, and its problems listed with the rest", () => {
+    expect(loadConfig(valid).appMetric).toBeUndefined();
+    const app = { port: 8080, metric: "http_requests_total", type: "Counter", per: "Minute" };
+    expect(loadConfig({ ...valid, EDGESHIFT_APP_METRIC: JSON.stringify(app) }).appMetric).toEqual({
+      ...app,
+      path: "/metrics",
+      matchers: [],
+    });
+    expect(
+      problems({ ...valid, EDGESHIFT_INTERVAL_SECONDS: "0", EDGESHIFT_APP_METRIC: '{"port":0}' }),
+    ).toHaveLength(4);
+  });
+});

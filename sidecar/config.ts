@@ -1,3 +1,4 @@
+import { type AppMetricSpec, parseAppMetricSpec } from "./app-metric.ts";
 import { subjectFor } from "./protocol.ts";
 
 export interface MonitorConfig {
@@ -17,6 +18,8 @@ export interface MonitorConfig {
   /** Measure only this process and its descendants (tests on a host); unset in a pod. */
   rootPid: number | undefined;
   logLevel: string;
+  /** The application's own metric to scrape on localhost (EDGESHIFT_APP_METRIC, JSON); unset: none. */
+  appMetric: AppMetricSpec | undefined;
 }
 
 export class ConfigError extends Error {
@@ -119,6 +122,14 @@ export function loadConfig(env: Record<string, string | undefined>): MonitorConf
     problems.push(`EDGESHIFT_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
   }
 
+  let appMetric: AppMetricSpec | undefined;
+  const appRaw = get("EDGESHIFT_APP_METRIC");
+  if (appRaw !== undefined) {
+    const parsed = parseAppMetricSpec(appRaw);
+    if (Array.isArray(parsed)) problems.push(...parsed);
+    else appMetric = parsed;
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     natsServers,
@@ -132,6 +143,7 @@ export function loadConfig(env: Record<string, string | undefined>): MonitorConf
     cgroupRoot: get("EDGESHIFT_CGROUP_ROOT") ?? "/sys/fs/cgroup",
     rootPid,
     logLevel,
+    appMetric,
   };
 }
 

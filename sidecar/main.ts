@@ -2,6 +2,7 @@
 // use to NATS. Wiring only.
 import { connect, Events, type NatsConnection } from "nats";
 import { pino } from "pino";
+import { AppMetricReader, seriesText } from "./app-metric.ts";
 import { ConfigError, loadConfig, redactUrl } from "./config.ts";
 import { Sampler } from "./measure.ts";
 import { Monitor } from "./monitor.ts";
@@ -64,9 +65,13 @@ function main(): void {
     cgroupRoot: config.cgroupRoot,
     rootPid: config.rootPid,
   });
+  const app = config.appMetric
+    ? new AppMetricReader(config.appMetric, { intervalMs: config.intervalMs })
+    : undefined;
   const monitor = new Monitor({
     config,
     log,
+    app,
     measure: () => sampler.measure(),
     // nats.js would buffer while disconnected and send late samples on reconnect: skip instead.
     publish: (subject, data) => {
@@ -100,6 +105,9 @@ function main(): void {
       cpuLimitCores: config.cpuLimitCores,
       memoryLimitBytes: config.memoryLimitBytes,
       rootPid: config.rootPid,
+      appMetric: config.appMetric
+        ? `${seriesText(config.appMetric)} at :${config.appMetric.port}${config.appMetric.path}`
+        : undefined,
     },
     "Started monitor",
   );

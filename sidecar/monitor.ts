@@ -2,6 +2,7 @@
 // handling here; `main.ts` passes a `publish` that reports whether the sample left.
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
+import type { AppReading } from "./app-metric.ts";
 import type { MonitorConfig } from "./config.ts";
 import type { Measurement } from "./measure.ts";
 import { encodeSample, type Sample, signSample, subjectFor } from "./protocol.ts";
@@ -30,6 +31,14 @@ export interface MonitorDeps {
   log: Logger;
   /** Wall clock for sample timestamps, ms since the epoch. */
   now?: () => number;
+  /**
+   * The application's own metric, when the EdgeNode names one: the latest
+   * reading (signed into each sample), and the next scrape started each tick.
+   */
+  app?: {
+    take: (now: number, intervalMs: number) => AppReading | undefined;
+    scrape: () => Promise<void>;
+  };
 }
 
 const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -38,7 +47,14 @@ export function buildSample(
   config: MonitorConfigView,
   run: { boot: number; seq: number; ts: number },
   m: { cpuCores: number; memoryBytes: number },
+  app?: AppReading,
 ): Sample {
+  const appFields: Pick<Sample, "appStatus" | "appValue"> = app
+    ? {
+        appStatus: app.status,
+        ...(app.status === "ok" ? { appValue: round(app.value ?? 0, 4) } : {}),
+      }
+    : {};
   return {
     v: 1,
     node: config.node,
@@ -56,6 +72,7 @@ export function buildSample(
     memoryBytes: Math.round(m.memoryBytes),
     memoryLimitBytes: config.memoryLimitBytes,
     memoryPercent: round((m.memoryBytes / config.memoryLimitBytes) * 100, 2),
+    ...appFields,
   };
 }
 
@@ -137,10 +154,18 @@ export class Monitor {
     if (m.cpuCores === undefined) return;
 
     const now = this.#deps.now ?? Date.now;
+    const ts = now();
+    const app = this.#deps.app;
+    // No reading yet (the first scrape has not ended): say so, never a value.
+    const reading = app
+      ? (app.take(ts, this.#deps.config.intervalMs) ?? { status: "first" })
+      : undefined;
+    if (app) void app.scrape().catch((err) => this.#deps.log.warn({ err }, "Scrape failed"));
     const sample = buildSample(
       this.#deps.config,
-      { boot: this.#boot, seq: ++this.#seq, ts: now() },
+      { boot: this.#boot, seq: ++this.#seq, ts },
       { cpuCores: m.cpuCores, memoryBytes: m.memoryBytes },
+      reading,
     );
     const sent = this.#deps.publish(
       this.#subject,

@@ -274,3 +274,42 @@ describe("decodeAndVerify", () => {
     );
   });
 });
+
+describe("the application metric in a sample", () => {
+  it("is signed with the rest when present, and a sample without it signs as before", () => {
+    const plain = sample();
+    const withApp = sample({ appStatus: "ok", appValue: 12.5 });
+    expect(new TextDecoder().decode(canonicalSample(plain))).not.toContain("ok");
+    expect(new TextDecoder().decode(canonicalSample(withApp))).toMatch(/,"ok",12\.5\]$/);
+    for (const s of [plain, withApp, sample({ appStatus: "scrape_failed" })]) {
+      const r = verify(wire(s), subjectOf(s));
+      expect(r.ok).toBe(true);
+      if (r.ok) expect(r.sample.appValue).toBe(s.appValue);
+    }
+  });
+
+  it("a value changed in transit fails the signature", () => {
+    const signed = signSample(sample({ appStatus: "ok", appValue: 12.5 }), key);
+    const forged = encodeSample({ ...signed, appValue: 1000 });
+    expect(verify(forged, subjectOf(sample()))).toEqual({ ok: false, reason: "bad_signature" });
+    const dropped = encodeSample({ ...signed, appStatus: undefined, appValue: undefined });
+    expect(verify(dropped, subjectOf(sample()))).toEqual({ ok: false, reason: "bad_signature" });
+  });
+
+  it("is malformed with an unknown status, a value without ok, or ok without a finite value", () => {
+    const bad: Partial<Sample>[] = [
+      { appStatus: "great" as never, appValue: 1 },
+      { appStatus: "absent", appValue: 1 },
+      { appStatus: "ok" },
+      { appValue: 3 },
+    ];
+    for (const over of bad) {
+      const signed = signSample(sample(), key);
+      const bytes = new TextEncoder().encode(JSON.stringify({ ...signed, ...over }));
+      expect(verify(bytes, subjectOf(sample())), JSON.stringify(over)).toEqual({
+        ok: false,
+        reason: "malformed",
+      });
+    }
+  });
+});

@@ -32,7 +32,23 @@ export interface Sample extends MonitorIdentity {
   memoryBytes: number;
   memoryLimitBytes: number;
   memoryPercent: number;
+  /**
+   * The application's own metric (EdgeNode spec.thresholds.application), when
+   * the monitor reads one: what this interval's scrape found. A value only
+   * with status "ok" (a gauge's value, or a counter's rate).
+   */
+  appStatus?: AppStatus;
+  appValue?: number;
 }
+
+/**
+ * ok: a value. scrape_failed: the endpoint did not answer 200 in time or its
+ * body is not Prometheus text. absent: no series matches. counter_reset: the
+ * counter went down (the application restarted), no rate this interval.
+ * first: the counter's first reading, no rate yet.
+ */
+export const APP_STATUSES = ["ok", "scrape_failed", "absent", "counter_reset", "first"] as const;
+export type AppStatus = (typeof APP_STATUSES)[number];
 
 export interface SignedSample extends Sample {
   /** base64 HMAC-SHA256 of `canonicalSample(sample)` under the monitor's key. */
@@ -75,7 +91,14 @@ const SIGNED_FIELDS = [
   "seq",
   ...NUMBER_FIELDS,
 ] as const satisfies readonly (keyof Sample)[];
-const ALL_FIELDS = new Set<string>([...SIGNED_FIELDS, "sig"]);
+// Signed after the others, in this order, only in a sample that carries them:
+// a monitor without an application metric signs exactly what it always did.
+const APP_FIELDS = ["appStatus", "appValue"] as const satisfies readonly (keyof Sample)[];
+const ALL_FIELDS = new Set<string>([...SIGNED_FIELDS, ...APP_FIELDS, "sig"]);
+
+function signedFields(sample: Sample): (keyof Sample)[] {
+  return sample.appStatus === undefined ? [...SIGNED_FIELDS] : [...SIGNED_FIELDS, ...APP_FIELDS];
+}
 
 const SIG_BYTES = 32;
 const encoder = new TextEncoder();
@@ -128,7 +151,8 @@ export function monitorId(id: MonitorIdentity): string {
 
 /** The exact bytes the signature covers: a JSON array of the signed fields in a fixed order. */
 export function canonicalSample(sample: Sample): Uint8Array {
-  return encoder.encode(JSON.stringify(SIGNED_FIELDS.map((f) => sample[f])));
+  // An absent appValue signs as null.
+  return encoder.encode(JSON.stringify(signedFields(sample).map((f) => sample[f] ?? null)));
 }
 
 function hmac(sample: Sample, key: Uint8Array): Buffer {
@@ -137,7 +161,9 @@ function hmac(sample: Sample, key: Uint8Array): Buffer {
 
 export function signSample(sample: Sample, key: Uint8Array): SignedSample {
   const unsigned = Object.fromEntries(
-    SIGNED_FIELDS.map((f) => [f, sample[f]]),
+    signedFields(sample)
+      .filter((f) => sample[f] !== undefined)
+      .map((f) => [f, sample[f]]),
   ) as unknown as Sample;
   return { ...unsigned, sig: hmac(unsigned, key).toString("base64") };
 }
@@ -165,6 +191,16 @@ function isSignedSample(x: unknown): x is SignedSample {
   if (!Number.isSafeInteger(seq) || (seq as number) < 1) return false;
   if ((intervalMs as number) <= 0 || (cpuLimitCores as number) <= 0) return false;
   if ((memoryLimitBytes as number) <= 0) return false;
+  const { appStatus, appValue } = o;
+  if (appStatus === undefined) {
+    if (appValue !== undefined) return false;
+  } else {
+    if (!(APP_STATUSES as readonly unknown[]).includes(appStatus)) return false;
+    // A finite value exactly when ok.
+    if (appStatus === "ok") {
+      if (typeof appValue !== "number" || !Number.isFinite(appValue)) return false;
+    } else if (appValue !== undefined) return false;
+  }
   return typeof sig === "string" && sig.length === 44;
 }
 

@@ -90,11 +90,47 @@ export interface NodeThreshold {
   memoryPercent?: number;
 }
 
-/** At least one of cpu and memory is set. */
+export const AppMetricType = { Gauge: "Gauge", Counter: "Counter" } as const;
+export type AppMetricType = (typeof AppMetricType)[keyof typeof AppMetricType];
+export const RatePer = { Second: "Second", Minute: "Minute" } as const;
+export type RatePer = (typeof RatePer)[keyof typeof RatePer];
+
+/** One label matcher of the series: equal or not equal (an absent label is ""). */
+export interface SeriesMatcher {
+  label: string;
+  /** Default "=". */
+  operator?: "=" | "!=";
+  value: string;
+}
+
+/**
+ * A metric the application itself exposes (Prometheus text format), read by
+ * the monitor on localhost each sampling interval: a gauge's value or a
+ * counter's rate, summed over the series the matchers select.
+ */
+export interface ApplicationThreshold {
+  /** 1-65535: the container port it serves on. */
+  port: number;
+  /** Default /metrics. */
+  path?: string;
+  /** The series' metric name. */
+  metric: string;
+  matchers?: SeriesMatcher[];
+  type: AppMetricType;
+  /** Counter only; default Second. */
+  per?: RatePer;
+  /** A sample breaches at or above this value (or rate). */
+  triggerValue: number;
+  /** Below triggerValue: after a trigger, it must fall below this before a new breach counts. Default 0.9 x triggerValue. */
+  rearmValue?: number;
+}
+
+/** At least one of cpu, memory and application is set. */
 export interface Thresholds {
   cpu?: ResourceThreshold;
   memory?: ResourceThreshold;
   node?: NodeThreshold;
+  application?: ApplicationThreshold;
 }
 
 export interface CloudTarget {
@@ -181,12 +217,26 @@ export interface NodeRuntimeStatus {
   message?: string;
 }
 
+/** Monitors by their latest reading of the application's metric (fresh monitors only). */
+export interface ApplicationMetricStatus {
+  /** A value (or rate). */
+  reading: number;
+  /** The endpoint did not answer 200 in time, or not in Prometheus text. */
+  scrapeFailed: number;
+  /** No series matched. */
+  absent: number;
+  /** No value yet, or the counter was reset. */
+  pending: number;
+}
+
 export interface EdgeNodeStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   matchedNodes?: number;
   monitoredPods?: number;
   staleMonitors?: number;
+  /** thresholds.application: how the monitors' latest readings of it went. */
+  applicationMetric?: ApplicationMetricStatus;
   activeMigrations?: number;
   checkpointCapableNodes?: number;
   /** e.g. "2/3 nodes". */
@@ -254,6 +304,7 @@ export const Metric = {
   Memory: "memory",
   NodeCpu: "nodeCpu",
   NodeMemory: "nodeMemory",
+  Application: "application",
 } as const;
 export type Metric = (typeof Metric)[keyof typeof Metric];
 
@@ -262,10 +313,12 @@ export interface MigrationReason {
   /** Default Manual. */
   type?: MigrationReasonType;
   metric?: Metric;
-  /** Observed usage in percent. */
+  /** Observed usage in percent; for application, the metric's value (or rate). */
   value?: number;
-  /** Trigger percentage that was exceeded. */
+  /** Trigger percentage that was exceeded; for application, the triggerValue. */
   threshold?: number;
+  /** Metric application: the series, e.g. http_requests_total{code!="500"} per minute. */
+  series?: string;
   windowSeconds?: number;
   /** RFC 3339. */
   sampledAt?: string;

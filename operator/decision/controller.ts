@@ -3,10 +3,16 @@ import type { NatsConnection } from "nats";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { ownerKind } from "../../migration/restore/pod.ts";
-import type { MonitorIdentity, SignedSample } from "../../sidecar/protocol.ts";
+import {
+  type AppStatus,
+  type MonitorIdentity,
+  monitorId,
+  type SignedSample,
+} from "../../sidecar/protocol.ts";
 import { migrationFinished } from "../api/status.ts";
 import {
   API_VERSION,
+  type ApplicationMetricStatus,
   EDGENODE_LABEL,
   EDGENODE_SPEC_DEFAULTS,
   type EdgeNode,
@@ -74,6 +80,13 @@ export class DecisionController {
   private readonly decisionLatency: Histogram;
   private staleTimer: NodeJS.Timeout | undefined;
   private lastStale = new Map<string, number>();
+  /** Each monitor's latest reading of its EdgeNode's application metric. */
+  private readonly appReadings = new Map<
+    string,
+    { edgeNode: string; status: AppStatus; at: number; intervalMs: number }
+  >();
+  private lastApp = new Map<string, string>();
+  private readonly appSamples: Counter<"edgenode" | "status">;
   private lastPrune = 0;
   private lastCollect = 0;
   private collecting = false;
@@ -101,6 +114,12 @@ export class DecisionController {
     this.collected = new Counter({
       name: "edgeshift_migrations_collected_total",
       help: "Finished Migrations deleted once past their retention",
+      registers: [deps.registry],
+    });
+    this.appSamples = new Counter({
+      name: "edgeshift_application_metric_samples_total",
+      help: "Samples carrying the application's own metric (thresholds.application), by EdgeNode and what the monitor's scrape found",
+      labelNames: ["edgenode", "status"],
       registers: [deps.registry],
     });
     this.decisionLatency = new Histogram({
@@ -146,6 +165,9 @@ export class DecisionController {
       extraStatus: (name) => ({
         staleMonitors: this.lastStale.get(name) ?? 0,
         activeMigrations: this.activeMigrations(name),
+        applicationMetric: this.deps.edgeNodes.edgeNodes.get(name)?.spec.thresholds.application
+          ? this.appCounts(name)
+          : undefined,
       }),
     });
     await this.migrations.start();
@@ -192,6 +214,16 @@ export class DecisionController {
   }
 
   private onSample(s: SignedSample, at: number): void {
+    if (s.appStatus !== undefined) {
+      const edgeNode = this.deps.edgeNodes.monitoredPod(s.node, s.namespace, s.pod)?.edgeNode;
+      if (edgeNode) {
+        this.appSamples.inc({ edgenode: edgeNode, status: s.appStatus });
+        const id = monitorId(s);
+        const before = this.appReadings.get(id)?.status;
+        this.appReadings.set(id, { edgeNode, status: s.appStatus, at, intervalMs: s.intervalMs });
+        if (before !== s.appStatus) this.refreshApp();
+      }
+    }
     const decisions = this.engine.observe(s, at);
     for (const d of decisions) void this.createMigration(d, at);
   }
@@ -221,6 +253,7 @@ export class DecisionController {
           metric: d.metric,
           value: Math.round(d.value * 100) / 100,
           threshold: d.threshold,
+          ...(d.series ? { series: d.series } : {}),
           windowSeconds: d.windowSeconds,
           sampledAt: d.sampledAt,
         },
@@ -274,7 +307,9 @@ export class DecisionController {
         "Normal",
         "MigrationTriggered",
         "Decide",
-        `${d.metric} at ${d.value.toFixed(1)}% stayed above ${d.threshold}% for ${d.windowSeconds}s; created Migration ${name}`,
+        d.metric === "application"
+          ? `${d.series} at ${d.value.toFixed(1)} stayed above ${d.threshold} for ${d.windowSeconds}s; created Migration ${name}`
+          : `${d.metric} at ${d.value.toFixed(1)}% stayed above ${d.threshold}% for ${d.windowSeconds}s; created Migration ${name}`,
       );
     }
     this.deps.edgeNodes.requeue(d.edgeNode);
@@ -373,7 +408,39 @@ export class DecisionController {
     }
   }
 
+  /** The monitors publishing now, by their latest reading (stale ones are in staleMonitors). */
+  private appCounts(edgeNode: string): ApplicationMetricStatus {
+    const counts: ApplicationMetricStatus = { reading: 0, scrapeFailed: 0, absent: 0, pending: 0 };
+    const now = this.now();
+    for (const r of this.appReadings.values()) {
+      if (r.edgeNode !== edgeNode || now - r.at > 3 * r.intervalMs) continue;
+      if (r.status === "ok") counts.reading++;
+      else if (r.status === "scrape_failed") counts.scrapeFailed++;
+      else if (r.status === "absent") counts.absent++;
+      else counts.pending++;
+    }
+    return counts;
+  }
+
+  /** Requeues the EdgeNodes whose counts changed; forgets monitors long silent. */
+  private refreshApp(): void {
+    const now = this.now();
+    const names = new Set<string>();
+    for (const [id, r] of this.appReadings) {
+      if (now - r.at > 60 * r.intervalMs) this.appReadings.delete(id);
+      names.add(r.edgeNode);
+    }
+    for (const name of new Set([...names, ...this.lastApp.keys()])) {
+      const c = JSON.stringify(this.appCounts(name));
+      if (this.lastApp.get(name) !== c) {
+        this.lastApp.set(name, c);
+        this.deps.edgeNodes.requeue(name);
+      }
+    }
+  }
+
   private refreshStale(): void {
+    this.refreshApp();
     this.reconcile();
     const counts = new Map<string, number>();
     for (const m of this.subscriber.staleMonitors(this.now())) {

@@ -37,6 +37,8 @@ interface Load {
   namespace?: string;
   cpu: number;
   mem?: number;
+  /** The application's metric: a value, or a reading without one. */
+  app?: number | "scrape_failed" | "absent" | "counter_reset";
 }
 
 function observation(l: Load, ts: number): Observation {
@@ -52,6 +54,11 @@ function observation(l: Load, ts: number): Observation {
     cpuPercent: l.cpu,
     memoryBytes: (mem / 100) * GiB,
     memoryPercent: mem,
+    ...(l.app === undefined
+      ? {}
+      : typeof l.app === "number"
+        ? { appStatus: "ok" as const, appValue: l.app }
+        : { appStatus: l.app }),
   };
 }
 
@@ -583,5 +590,77 @@ describe("migrationName", () => {
     // Collected attempts leave no gap to fill: still one past the highest left.
     expect(nextMigrationName("web", "u1", [`${first}-3`])).toBe(`${first}-4`);
     expect(nextMigrationName("web", "u1", [`${first}-x`, `${first}-0`])).toBe(first);
+  });
+});
+
+describe("the application's own metric", () => {
+  const requests = policy({
+    cooldownSeconds: 0,
+    thresholds: {
+      application: {
+        port: 8080,
+        metric: "http_requests_total",
+        matchers: [{ label: "code", operator: "!=", value: "500" }],
+        type: "Counter",
+        per: "Minute",
+        triggerValue: 100,
+      },
+    },
+  });
+
+  it("a rate sustained above the trigger over the window decides, with the series in the reason", () => {
+    const sim = new Sim(requests).run(12, () => [{ pod: "web", cpu: 5, app: 150 }]);
+    expect(sim.fired()).toEqual([{ tick: 9, pod: "web", metric: "application" }]);
+    expect(sim.decisions[0]).toMatchObject({
+      value: 150,
+      threshold: 100,
+      series: 'http_requests_total{code!="500"} rate per minute',
+    });
+  });
+
+  it("a burst shorter than the window, and a value exactly at the trigger, decide nothing", () => {
+    const sim = new Sim(requests);
+    sim.run(5, () => [{ pod: "web", cpu: 5, app: 500 }]);
+    sim.run(20, () => [{ pod: "web", cpu: 5, app: 20 }]);
+    sim.run(20, () => [{ pod: "web", cpu: 5, app: 100 }]);
+    expect(sim.fired()).toEqual([]);
+  });
+
+  it("failed scrapes, an absent series and counter resets never count as breaches", () => {
+    const sim = new Sim(requests);
+    const bad = ["scrape_failed", "absent", "counter_reset"] as const;
+    // Three in ten samples without a value: 7 of 10 above is below 80%.
+    sim.run(30, (t) => [{ pod: "web", cpu: 5, app: t % 10 < 3 ? bad[t % 3] : 150 }]);
+    expect(sim.fired()).toEqual([]);
+    // Nothing but failures: nothing.
+    sim.run(30, (t) => [{ pod: "web", cpu: 5, app: bad[t % 3] }]);
+    expect(sim.fired()).toEqual([]);
+  });
+
+  it("re-arms only on a reading below the rearm level (0.9 x trigger by default), never on a failed scrape", () => {
+    const sim = new Sim(requests).run(10, () => [{ pod: "web", cpu: 5, app: 150 }]);
+    sim.engine.migrationFinished("shop", "web", sim.now());
+    sim.run(3, () => [{ pod: "web", cpu: 5, app: "scrape_failed" }]);
+    sim.run(3, () => [{ pod: "web", cpu: 5, app: 95 }]); // below the trigger, above 90
+    sim.run(20, () => [{ pod: "web", cpu: 5, app: 150 }]);
+    expect(sim.fired()).toHaveLength(1);
+    sim.run(1, () => [{ pod: "web", cpu: 5, app: 80 }]);
+    sim.run(20, () => [{ pod: "web", cpu: 5, app: 150 }]);
+    expect(sim.fired()).toHaveLength(2);
+  });
+
+  it("a gauge's value; containers without the metric never decide on it", () => {
+    const depth = policy({
+      thresholds: {
+        application: { port: 9, metric: "queue_depth", type: "Gauge", triggerValue: 50 },
+      },
+    });
+    const sim = new Sim(depth).run(12, () => [
+      { pod: "web", container: "sidecar", cpu: 5 },
+      { pod: "web", cpu: 5, app: 70 },
+    ]);
+    expect(sim.decisions.map((d) => [d.container, d.series])).toEqual([
+      ["app", "queue_depth value"],
+    ]);
   });
 });

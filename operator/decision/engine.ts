@@ -1,8 +1,14 @@
 // When to migrate. Pure and clock-injected: the caller passes `now` (ms since the epoch)
 // to every call, so tests drive time and the same inputs always give the same decisions.
 import { createHash } from "node:crypto";
+import { seriesText } from "../../sidecar/app-metric.ts";
 import type { Sample } from "../../sidecar/protocol.ts";
-import type { Metric, ResourceThreshold, Thresholds } from "../api/v1alpha1.ts";
+import type {
+  ApplicationThreshold,
+  Metric,
+  ResourceThreshold,
+  Thresholds,
+} from "../api/v1alpha1.ts";
 
 /** A monitor silent for more than this many intervals has no say. */
 export const STALE_AFTER_INTERVALS = 3;
@@ -10,6 +16,8 @@ export const STALE_AFTER_INTERVALS = 3;
 export const MISSING_SAMPLES_TOLERATED = 0.1;
 /** Rearm level when a threshold does not set one: this many points below the trigger. */
 export const DEFAULT_REARM_GAP = 10;
+/** The application metric's rearm level when it sets none: this share of the trigger. */
+export const DEFAULT_APP_REARM_RATIO = 0.9;
 
 export interface NodeAllocatable {
   cpuCores: number;
@@ -41,7 +49,8 @@ export type Observation = Pick<
   | "cpuPercent"
   | "memoryBytes"
   | "memoryPercent"
->;
+> &
+  Partial<Pick<Sample, "appStatus" | "appValue">>;
 
 export interface Decision {
   namespace: string;
@@ -53,8 +62,10 @@ export interface Decision {
   metric: Metric;
   /** Observed usage in percent: of the container limit, or of node allocatable for node metrics. */
   value: number;
-  /** The trigger percentage it exceeded. */
+  /** The trigger percentage it exceeded (application: the triggerValue). */
   threshold: number;
+  /** Metric application: the series and how it was read. */
+  series?: string;
   windowSeconds: number;
   /** RFC 3339 time of the sample that decided it. */
   sampledAt: string;
@@ -105,9 +116,11 @@ interface Point {
   memoryPercent: number;
   cpuCores: number;
   memoryBytes: number;
+  /** The application's metric, when this sample read a value (status ok). */
+  app?: number;
 }
 
-type ContainerMetric = "cpu" | "memory";
+type ContainerMetric = "cpu" | "memory" | "application";
 
 interface ContainerState {
   namespace: string;
@@ -168,6 +181,21 @@ function rearmLevel(t: ResourceThreshold): number {
   );
 }
 
+function appRearmLevel(t: ApplicationThreshold): number {
+  return Math.min(t.triggerValue, t.rearmValue ?? t.triggerValue * DEFAULT_APP_REARM_RATIO);
+}
+
+/** How a Migration's reason names the application's series: `name{...} rate per minute`. */
+export function appSeries(t: ApplicationThreshold): string {
+  const series = seriesText({
+    metric: t.metric,
+    matchers: (t.matchers ?? []).map((m) => ({ ...m, operator: m.operator ?? "=" })),
+  });
+  return t.type === "Counter"
+    ? `${series} rate per ${(t.per ?? "Second").toLowerCase()}`
+    : `${series} value`;
+}
+
 function normalize(p: EdgeNodePolicy): Policy {
   const problems: string[] = [];
   if (!(p.samplingIntervalSeconds > 0)) problems.push("samplingIntervalSeconds must be > 0");
@@ -194,7 +222,7 @@ function normalize(p: EdgeNodePolicy): Policy {
  */
 function sustainedBreach<P extends { ts: number }>(
   points: readonly P[],
-  value: (p: P) => number,
+  value: (p: P) => number | undefined,
   trigger: number,
   since: number,
   policy: Policy,
@@ -208,7 +236,8 @@ function sustainedBreach<P extends { ts: number }>(
   for (const p of points) {
     if (p.ts <= start || p.ts < since || p.ts > end) continue;
     count++;
-    if (value(p) > trigger) above++;
+    // No value (a failed scrape, an absent series) is a sample that does not breach.
+    if ((value(p) ?? Number.NEGATIVE_INFINITY) > trigger) above++;
     if (p.ts < oldest) oldest = p.ts;
   }
   const expected = Math.max(1, Math.round(window / interval));
@@ -271,6 +300,9 @@ export class DecisionEngine {
       memoryPercent: sample.memoryPercent,
       cpuCores: sample.cpuCores,
       memoryBytes: sample.memoryBytes,
+      ...(sample.appStatus === "ok" && sample.appValue !== undefined
+        ? { app: sample.appValue }
+        : {}),
     });
     const keepFrom = sample.ts - policy.windowMs;
     const firstKept = c.points.findIndex((p) => p.ts > keepFrom);
@@ -299,8 +331,8 @@ export class DecisionEngine {
       node: s.node,
       points: [],
       lastArrival: 0,
-      armed: { cpu: true, memory: true },
-      since: { cpu: 0, memory: 0 },
+      armed: { cpu: true, memory: true, application: true },
+      since: { cpu: 0, memory: 0, application: 0 },
     };
     this.#containers.set(key, c);
     this.#nodeState(s.node).containers.add(key);
@@ -323,19 +355,34 @@ export class DecisionEngine {
     sample: Observation,
     now: number,
   ): Decision | undefined {
-    const metrics: [ContainerMetric, ResourceThreshold | undefined, (p: Point) => number][] = [
-      ["cpu", policy.thresholds.cpu, (p) => p.cpuPercent],
-      ["memory", policy.thresholds.memory, (p) => p.memoryPercent],
+    const level = (t: ResourceThreshold | undefined) =>
+      t && { trigger: t.triggerPercent, rearm: rearmLevel(t) };
+    const app = policy.thresholds.application;
+    const metrics: [
+      ContainerMetric,
+      { trigger: number; rearm: number } | undefined,
+      (p: Point) => number | undefined,
+    ][] = [
+      ["cpu", level(policy.thresholds.cpu), (p) => p.cpuPercent],
+      ["memory", level(policy.thresholds.memory), (p) => p.memoryPercent],
+      [
+        "application",
+        app && { trigger: app.triggerValue, rearm: appRearmLevel(app) },
+        (p) => p.app,
+      ],
     ];
+    const latest = c.points.at(-1) as Point;
     for (const [metric, t, value] of metrics) {
-      if (t && !c.armed[metric] && value(sample) < rearmLevel(t)) {
+      // Only a reading re-arms: a failed scrape says nothing about the load.
+      const v = value(latest);
+      if (t && !c.armed[metric] && v !== undefined && v < t.rearm) {
         c.armed[metric] = true;
         c.since[metric] = sample.ts;
       }
     }
     for (const [metric, t, value] of metrics) {
       if (!t || !c.armed[metric]) continue;
-      if (!sustainedBreach(c.points, value, t.triggerPercent, c.since[metric], policy, sample.ts))
+      if (!sustainedBreach(c.points, value, t.trigger, c.since[metric], policy, sample.ts))
         continue;
       if (!this.#eligible(c.namespace, c.pod, c.node, edgeNode, policy, now)) return undefined;
       c.armed[metric] = false;
@@ -349,8 +396,10 @@ export class DecisionEngine {
         edgeNode,
         node: c.node,
         metric,
-        value: value(sample),
-        threshold: t.triggerPercent,
+        // The newest reading in the window (the deciding sample may have none: k of n).
+        value: value(c.points.findLast((p) => value(p) !== undefined) ?? latest) ?? 0,
+        threshold: t.trigger,
+        ...(metric === "application" && app ? { series: appSeries(app) } : {}),
         windowSeconds: policy.sustainedWindowSeconds,
         sampledAt: new Date(sample.ts).toISOString(),
       };

@@ -70,7 +70,9 @@ export interface EdgeNodeControllerDeps {
 /** How the rest of the operator plugs into EdgeNode reconciles. */
 export interface EdgeNodeHooks {
   /** Figures other parts of the operator own (stale monitors, active migrations). */
-  extraStatus?: (edgeNode: string) => Pick<EdgeNodeStatus, "staleMonitors" | "activeMigrations">;
+  extraStatus?: (
+    edgeNode: string,
+  ) => Pick<EdgeNodeStatus, "staleMonitors" | "activeMigrations" | "applicationMetric">;
   /** After each reconcile of a live EdgeNode, with the nodes it owns. */
   onEdgeNode?: (en: EdgeNode, nodes: V1Node[]) => void;
   onEdgeNodeGone?: (name: string) => void;
@@ -253,6 +255,7 @@ export class EdgeNodeController {
           intervalSeconds:
             this.edgeNodes.get(name)?.spec.samplingIntervalSeconds ??
             EDGENODE_SPEC_DEFAULTS.samplingIntervalSeconds,
+          application: this.edgeNodes.get(name)?.spec.thresholds.application,
         }),
         nodeObject: () => this.nodes.get(node),
         onChange: () => this.queue.add(name),

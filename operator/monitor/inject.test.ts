@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import { parseAppMetricSpec } from "../../sidecar/app-metric.ts";
 import {
   eligibility,
   MONITOR_UID,
@@ -87,6 +88,38 @@ describe("missingMonitors", () => {
       key: "app",
     });
     expect(env(0, "EDGESHIFT_SIGNING_KEY")?.value).toBeUndefined();
+  });
+
+  it("gives the application's metric to the monitor of the container that declares its port, with defaults", () => {
+    const p = pod();
+    const sidecar = p.spec?.containers[1];
+    if (sidecar) sidecar.ports = [{ containerPort: 9090 }];
+    const application = {
+      port: 9090,
+      metric: "http_requests_total",
+      matchers: [{ label: "code", value: "200" }],
+      type: "Counter" as const,
+      triggerValue: 100,
+    };
+    const m = missingMonitors(p, node, { ...settings, application });
+    const app = (i: number) => m[i]?.env?.find((e) => e.name === "EDGESHIFT_APP_METRIC")?.value;
+    expect(app(0)).toBeUndefined();
+    expect(JSON.parse(app(1) ?? "{}")).toEqual({
+      port: 9090,
+      path: "/metrics",
+      metric: "http_requests_total",
+      matchers: [{ label: "code", operator: "=", value: "200" }],
+      type: "Counter",
+      per: "Second",
+    });
+    // What the monitor reads back, exactly (sidecar/app-metric.ts).
+    expect(parseAppMetricSpec(app(1) ?? "")).toEqual(JSON.parse(app(1) ?? "{}"));
+    // No container declares it: the first container's monitor reads it.
+    const first = missingMonitors(pod(), node, { ...settings, application });
+    expect(first.map((c) => c.env?.some((e) => e.name === "EDGESHIFT_APP_METRIC"))).toEqual([
+      true,
+      false,
+    ]);
   });
 
   it("carries every field Pod Security restricted checks, as the image's own non-root user", () => {

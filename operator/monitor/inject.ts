@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { V1EphemeralContainer, V1Node, V1Pod } from "@kubernetes/client-node";
-import type { PodSelection } from "../api/v1alpha1.ts";
+import type { ApplicationThreshold, PodSelection } from "../api/v1alpha1.ts";
 import { podSelection } from "../edgenode/selection.ts";
 import { parseQuantity } from "../kube/quantity.ts";
 import { monitorSecretName } from "./keys.ts";
@@ -41,6 +41,33 @@ export interface MonitorSettings {
   image: string;
   natsUrl: string;
   intervalSeconds: number;
+  /** The EdgeNode's thresholds.application: one monitor per pod reads it. */
+  application?: ApplicationThreshold;
+}
+
+/**
+ * The container whose monitor reads the application's metric: the one that
+ * declares the port, else the first (a port need not be declared to be served).
+ */
+export function appMetricContainer(pod: V1Pod, port: number): string | undefined {
+  const cs = pod.spec?.containers ?? [];
+  return (cs.find((c) => c.ports?.some((p) => p.containerPort === port)) ?? cs[0])?.name;
+}
+
+/** EDGESHIFT_APP_METRIC: the threshold's scrape settings with their defaults (sidecar/app-metric.ts). */
+export function appMetricEnv(t: ApplicationThreshold): string {
+  return JSON.stringify({
+    port: t.port,
+    path: t.path ?? "/metrics",
+    metric: t.metric,
+    matchers: (t.matchers ?? []).map((m) => ({
+      label: m.label,
+      operator: m.operator ?? "=",
+      value: m.value,
+    })),
+    type: t.type,
+    per: t.per ?? "Second",
+  });
 }
 
 /**
@@ -56,6 +83,8 @@ export function missingMonitors(
   const existing = new Set((pod.spec?.ephemeralContainers ?? []).map((c) => c.name));
   const uid = pod.metadata?.uid ?? "";
   const out: V1EphemeralContainer[] = [];
+  const app = s.application;
+  const appContainer = app ? appMetricContainer(pod, app.port) : undefined;
   for (const c of pod.spec?.containers ?? []) {
     const name = monitorName(c.name);
     if (existing.has(name)) continue;
@@ -87,6 +116,9 @@ export function missingMonitors(
           name: "EDGESHIFT_SIGNING_KEY",
           valueFrom: { secretKeyRef: { name: monitorSecretName(uid), key: c.name } },
         },
+        ...(app && c.name === appContainer
+          ? [{ name: "EDGESHIFT_APP_METRIC", value: appMetricEnv(app) }]
+          : []),
       ],
       // Pod Security "restricted" checks ephemeral containers too, and a pod
       // may satisfy it container by container with no pod-level settings to

@@ -10,6 +10,7 @@ import { parse } from "yaml";
 import { withEdgeNodeDefaults, withMigrationDefaults } from "../../operator/api/defaults.ts";
 import {
   API_VERSION,
+  type ApplicationThreshold,
   CATEGORY,
   EDGENODE_KIND,
   EDGENODE_PLURAL,
@@ -209,12 +210,16 @@ describe("examples", () => {
     const load = async (f: string) =>
       parse(await readFile(new URL(`../../manifests/examples/${f}`, import.meta.url), "utf8"));
     const edgeNode = (await load("edgenode.yaml")) as EdgeNode;
+    const requestRate = (await load("edgenode-request-rate.yaml")) as EdgeNode;
+    const prototypeLike = (await load("edgenode-prototype.yaml")) as EdgeNode;
     const migration = (await load("migration.yaml")) as Migration;
     // Unique names keep this test independent of anything else in the cluster.
     edgeNode.metadata.name = uniqueName(edgeNode.metadata.name ?? "example");
+    requestRate.metadata.name = uniqueName(requestRate.metadata.name ?? "example");
+    prototypeLike.metadata.name = uniqueName(prototypeLike.metadata.name ?? "example");
     migration.metadata.namespace = namespace;
 
-    for (const o of [edgeNode, migration]) {
+    for (const o of [edgeNode, requestRate, prototypeLike, migration]) {
       deleteLater(o);
       await objects.patch(
         o,
@@ -231,6 +236,16 @@ describe("examples", () => {
       name: edgeNode.metadata.name,
     })) as EdgeNode;
     expect(en1.spec).toEqual(withEdgeNodeDefaults(edgeNode.spec));
+    const rate = (await custom.getClusterCustomObject({
+      ...en,
+      name: requestRate.metadata.name,
+    })) as EdgeNode;
+    expect(rate.spec.thresholds.application).toEqual(requestRate.spec.thresholds.application);
+    const en3 = (await custom.getClusterCustomObject({
+      ...en,
+      name: prototypeLike.metadata.name,
+    })) as EdgeNode;
+    expect(en3.spec).toEqual(withEdgeNodeDefaults(prototypeLike.spec));
     // The example leaves registry.insecure and imageRetention to their defaults.
     expect(en1.spec.registry).toMatchObject({ insecure: false, imageRetention: "Delete" });
 
@@ -347,6 +362,15 @@ type Invalid = {
 );
 
 const bad = <T>(v: unknown) => v as T;
+/** A valid application threshold with `over` applied. */
+const application = (over: Record<string, unknown>) =>
+  bad<ApplicationThreshold>({
+    port: 8080,
+    metric: "http_requests_total",
+    type: "Counter",
+    triggerValue: 100,
+    ...over,
+  });
 
 const invalid: Invalid[] = [
   {
@@ -390,6 +414,70 @@ const invalid: Invalid[] = [
     message: "set at least one of cpuPercent and memoryPercent",
   },
   {
+    name: "application metric without a port",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.thresholds.application = application({ port: undefined });
+    },
+    field: "spec.thresholds.application.port",
+    reason: "Required value",
+    message: "",
+  },
+  {
+    name: "application metric with a malformed matcher label",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.thresholds.application = application({
+        matchers: [{ label: "status-code", value: "500" }],
+      });
+    },
+    field: "spec.thresholds.application.matchers[0].label",
+    reason: "Invalid value",
+    message: "should match",
+  },
+  {
+    name: "application metric with a regex matcher",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.thresholds.application = application({
+        matchers: [{ label: "code", operator: "=~", value: "5.." }],
+      });
+    },
+    field: "spec.thresholds.application.matchers[0].operator",
+    reason: "Unsupported value",
+    message: '"=~": supported values: "=", "!="',
+  },
+  {
+    name: "application metric name not a Prometheus name",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.thresholds.application = application({ metric: "http-requests" });
+    },
+    field: "spec.thresholds.application.metric",
+    reason: "Invalid value",
+    message: "should match",
+  },
+  {
+    name: "application gauge with a rate unit",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.thresholds.application = application({ type: "Gauge", per: "Minute" });
+    },
+    field: "spec.thresholds.application.per",
+    reason: "Invalid value",
+    message: "per applies to a Counter only",
+  },
+  {
+    name: "application rearmValue not below triggerValue",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.thresholds.application = application({ rearmValue: 100 });
+    },
+    field: "spec.thresholds.application.rearmValue",
+    reason: "Invalid value",
+    message: "rearmValue must be below triggerValue",
+  },
+  {
     name: "rearmPercent equal to triggerPercent",
     kind: "EdgeNode",
     change: (o) => {
@@ -417,7 +505,7 @@ const invalid: Invalid[] = [
     },
     field: "spec.thresholds",
     reason: "Required value",
-    message: "set at least one of cpu and memory",
+    message: "set at least one of cpu, memory and application",
   },
   {
     name: "only a node threshold",
@@ -427,7 +515,7 @@ const invalid: Invalid[] = [
     },
     field: "spec.thresholds",
     reason: "Required value",
-    message: "set at least one of cpu and memory",
+    message: "set at least one of cpu, memory and application",
   },
   {
     name: "samplingIntervalSeconds 0",
@@ -812,7 +900,23 @@ const invalid: Invalid[] = [
     },
     field: "spec.reason.metric",
     reason: "Unsupported value",
-    message: '"gpu": supported values: "cpu", "memory", "nodeCpu", "nodeMemory"',
+    message: '"gpu": supported values: "cpu", "memory", "nodeCpu", "nodeMemory", "application"',
+  },
+  {
+    name: "Migration with a series for a cpu reason",
+    kind: "Migration",
+    change: (o) => {
+      o.spec.reason = {
+        type: "ThresholdExceeded",
+        metric: "cpu",
+        value: 99,
+        threshold: 90,
+        series: "http_requests_total",
+      };
+    },
+    field: "spec.reason.series",
+    reason: "Invalid value",
+    message: "series belongs to the application metric",
   },
   {
     name: "ThresholdExceeded without value",
@@ -838,11 +942,11 @@ const invalid: Invalid[] = [
     name: "Migration threshold above 100",
     kind: "Migration",
     change: (o) => {
-      if (o.spec.reason) o.spec.reason.threshold = 120;
+      o.spec.reason = { type: "ThresholdExceeded", metric: "cpu", value: 130, threshold: 120 };
     },
     field: "spec.reason.threshold",
     reason: "Invalid value",
-    message: "should be less than or equal to 100",
+    message: "a cpu or memory threshold is a percentage, at most 100",
   },
   {
     name: "Migration spec changed after creation (targetNode)",

@@ -5,6 +5,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import type { V1EphemeralContainer } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -108,13 +110,13 @@ async function monitoredWorkload(
   return { load, monitor, podUid: pod.metadata?.uid ?? "" };
 }
 
-const getMigration = async (name: string) => {
+const getMigration = async (name: string, namespace = NS) => {
   try {
     return (await c.custom.getNamespacedCustomObject({
       group: GROUP,
       version: VERSION,
       plural: MIGRATION_PLURAL,
-      namespace: NS,
+      namespace,
       name,
     })) as Migration;
   } catch {
@@ -402,5 +404,123 @@ describe("decisions that come to nothing", () => {
       `${first}-2`,
     ]);
     load.kill("SIGUSR2");
+  });
+});
+
+// Thresholds on the application's own metric: the real monitor scrapes a
+// Prometheus endpoint on localhost (here the test's HTTP server, a request
+// counter the test drives), signs what it read into its samples, and the
+// operator decides on the counter's rate per minute.
+describe("the application's own metric", () => {
+  const NS3 = "dec-app";
+  const EDGE3 = "dec-app-edge";
+  let server: Server;
+  let requests = 0;
+  let failing = false;
+  let ticker: NodeJS.Timeout | undefined;
+  /** Requests per minute the counter goes up by from now on. */
+  const serve = (perMinute: number) => {
+    clearInterval(ticker);
+    ticker = setInterval(() => {
+      requests += perMinute / 60 / 10;
+    }, 100);
+  };
+  const status = async () =>
+    (
+      (await c.custom.getClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: "edgenodes",
+        name: "dec-app",
+      })) as { status?: { applicationMetric?: Record<string, number> } }
+    ).status?.applicationMetric;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      if (failing || req.url !== "/stats") {
+        res.writeHead(failing ? 503 : 404).end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+      res.end(
+        `# TYPE http_requests_total counter\nhttp_requests_total{code="200"} ${Math.floor(requests)}\nhttp_requests_total{code="500"} 5\n`,
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    await createNode(c, EDGE3, { "test.edgeshift.dev/group": "dec-app" });
+    await createNamespace(c, NS3);
+    await createEdgeNode("dec-app", "dec-app", NS3, {
+      thresholds: {
+        application: {
+          port: (server.address() as AddressInfo).port,
+          path: "/stats",
+          metric: "http_requests_total",
+          matchers: [{ label: "code", value: "200" }],
+          type: "Counter",
+          per: "Minute",
+          triggerValue: 100,
+        },
+      },
+    });
+  });
+
+  afterAll(async () => {
+    clearInterval(ticker);
+    server?.closeAllConnections();
+    await new Promise((r) => server?.close(r));
+    await deleteEdgeNode("dec-app");
+    await c.core.deleteNamespace({ name: NS3 }).catch(() => {});
+    await c.core.deleteNode({ name: EDGE3 }).catch(() => {});
+  });
+
+  it("a failing endpoint is counted in status and decides nothing; a short burst decides nothing; a sustained rate decides, the series in the reason", async () => {
+    failing = true;
+    serve(600);
+    const { podUid } = await monitoredWorkload("web", EDGE3, NS3);
+    const name = migrationName("web", podUid);
+    await waitUntil(
+      "the failing scrape in the EdgeNode's status",
+      async () => ((await status())?.scrapeFailed === 1 ? true : undefined),
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    // Longer than the window, at a "rate" nobody could read: nothing.
+    await new Promise((r) => setTimeout(r, (WINDOW_S + 1) * 1000));
+    expect(await getMigration(name, NS3)).toBeUndefined();
+    expect(
+      await op.metric("edgeshift_application_metric_samples_total", { status: "scrape_failed" }),
+    ).toBeGreaterThanOrEqual(WINDOW_S);
+
+    // Readable again, under the trigger, then a burst shorter than the window.
+    serve(30);
+    failing = false;
+    await waitUntil(
+      "readings in the EdgeNode's status",
+      async () => ((await status())?.reading === 1 ? true : undefined),
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
+    serve(1200);
+    await new Promise((r) => setTimeout(r, 1500));
+    serve(30);
+    await new Promise((r) => setTimeout(r, (WINDOW_S + 1) * 1000));
+    expect(await getMigration(name, NS3)).toBeUndefined();
+
+    // Sustained: the Migration, with the metric, the value and the trigger.
+    serve(600);
+    const m = await waitUntil("the Migration", () => getMigration(name, NS3), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    expect(m.spec.reason).toMatchObject({
+      type: "ThresholdExceeded",
+      metric: "application",
+      threshold: 100,
+      series: 'http_requests_total{code="200"} rate per minute',
+      windowSeconds: WINDOW_S,
+    });
+    // 600 a minute, give or take the counter's whole steps between scrapes.
+    expect(m.spec.reason?.value).toBeGreaterThan(100);
+    // Every sample with the metric in it was signed and formed as the operator checks it.
+    for (const reason of ["malformed", "bad_signature"])
+      expect(await op.metric("edgeshift_samples_dropped_total", { reason })).toBe(0);
   });
 });

@@ -222,6 +222,8 @@ describe("typed fixtures cover the schema exactly", () => {
 describe("examples", () => {
   it.each([
     ["manifests/examples/edgenode.yaml", en, EDGENODE_KIND],
+    ["manifests/examples/edgenode-request-rate.yaml", en, EDGENODE_KIND],
+    ["manifests/examples/edgenode-prototype.yaml", en, EDGENODE_KIND],
     ["manifests/examples/migration.yaml", mig, MIGRATION_KIND],
   ])("%s uses only schema fields", (path, schema, kind) => {
     const object = loadYaml(path) as { apiVersion: string; kind: string };

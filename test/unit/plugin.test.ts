@@ -123,6 +123,15 @@ describe("formatting", () => {
     expect(
       triggerText({ type: "ThresholdExceeded", metric: "memory", value: 91.26, threshold: 90 }),
     ).toBe("memory 91.3%>90%");
+    expect(
+      triggerText({
+        type: "ThresholdExceeded",
+        metric: "application",
+        value: 140.5,
+        threshold: 100,
+        series: 'http_requests_total{code!="500"} rate per minute',
+      }),
+    ).toBe("http_requests_total 140.5>100");
     expect(triggerText(undefined)).toBe("Manual");
   });
 
