@@ -3,7 +3,7 @@
 // found by its pod UID and container ID, frozen (it stops counting), thawed
 // (it counts on), and a SIGKILL sent while frozen takes effect only at the
 // thaw, without the process running again: what the Freeze hand-off rests on.
-// cgroup v2 is not available here; its branch is not exercised.
+// The cgroup v2 branch runs on the kernel's v2 freezer in freezer-v2.test.ts.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";

@@ -1015,8 +1015,11 @@ export class MigrationController {
       .deleteNamespacedPod({
         namespace: original.metadata?.namespace ?? "",
         name: original.metadata?.name ?? "",
-        body: { preconditions: { uid: original.metadata?.uid } },
-        ...(frozen ? { gracePeriodSeconds: 1 } : {}),
+        // In the body: with a body, the API server reads no delete option from the query.
+        body: {
+          preconditions: { uid: original.metadata?.uid },
+          ...(frozen ? { gracePeriodSeconds: 1 } : {}),
+        },
       })
       .catch((err) => {
         if (!isNotFound(err)) throw err;

@@ -16,7 +16,7 @@ import { mergePatch } from "../../operator/kube/patch.ts";
 import { CLEANUP_FINALIZER } from "../../operator/migration/controller.ts";
 import { waitUntil } from "../cluster/process.ts";
 import { type EdgeFixture, edgeFixture } from "../support/edge-fixture.ts";
-import { createMigration } from "../support/objects.ts";
+import { createMigration, setPodRunning } from "../support/objects.ts";
 
 const REPO = "registry.hr.example:5000/edgeshift/checkpoints";
 const D = `sha256:${"e".repeat(64)}`;
@@ -116,7 +116,7 @@ beforeAll(async () => {
     kubeconfig: inject("kubeconfig"),
     kubectl: inject("kubectl"),
     natsUrl: inject("natsUrl"),
-    pods: ["deleted", "broken", "refused"],
+    pods: ["deleted", "broken", "refused", "cut"],
     spec: {
       restorePolicy: "checkpoint",
       fallbackToRestart: false,
@@ -202,6 +202,14 @@ describe("a held original released on rollback", () => {
       "the cleanup finalizer released",
       (x) => !x.metadata.finalizers?.includes(CLEANUP_FINALIZER),
     );
+  });
+
+  it("cut over: the held original is deleted with a 1 s grace period, not its own 30 s (it cannot act on a SIGTERM)", async () => {
+    const { restored } = await restoring("cut");
+    await setPodRunning(f.c, f.namespace, restored);
+    const original = await terminating("cut");
+    expect(original.spec?.terminationGracePeriodSeconds).toBe(30);
+    expect(original.metadata?.deletionGracePeriodSeconds).toBe(1);
   });
 
   it("failed before any restored pod was created: released at once", async () => {
