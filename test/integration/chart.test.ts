@@ -446,8 +446,20 @@ describe("Helm chart", () => {
         "registrySecret.password=p",
       ]);
       expect(r.code, r.stderr).toBe(0);
+      // --force-conflicts: the cluster-scoped RBAC objects share their names with
+      // manifests/base, which other test files apply for the operator (manager
+      // "kubectl", subjects in edgeshift-system); what is checked here is that
+      // the API server accepts these objects, not who owns the fields.
       const out = await kubectl(
-        ["apply", "--server-side", "--dry-run=server", "--field-manager=chart-test", "-f", "-"],
+        [
+          "apply",
+          "--server-side",
+          "--force-conflicts",
+          "--dry-run=server",
+          "--field-manager=chart-test",
+          "-f",
+          "-",
+        ],
         r.stdout,
       );
       // Every object, as the API server would have stored it.
