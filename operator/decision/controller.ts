@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { ownerKind } from "../../migration/restore/pod.ts";
 import {
+  APP_STATUSES,
   type AppStatus,
   type MonitorIdentity,
   monitorId,
@@ -161,7 +162,10 @@ export class DecisionController {
   async start(): Promise<void> {
     this.deps.edgeNodes.setHooks({
       onEdgeNode: (en, nodes) => this.configure(en, nodes),
-      onEdgeNodeGone: (name) => this.engine.removeEdgeNode(name),
+      onEdgeNodeGone: (name) => {
+        this.engine.removeEdgeNode(name);
+        for (const status of APP_STATUSES) this.appSamples.remove({ edgenode: name, status });
+      },
       extraStatus: (name) => ({
         staleMonitors: this.lastStale.get(name) ?? 0,
         activeMigrations: this.activeMigrations(name),
@@ -185,6 +189,11 @@ export class DecisionController {
 
   private configure(en: EdgeNode, nodes: V1Node[]): void {
     const s = en.spec;
+    // Every status at 0 from the start, as for decisions: the dashboard's
+    // panel has series before the first sample (and for an EdgeNode without
+    // an application threshold, zeros).
+    for (const status of APP_STATUSES)
+      this.appSamples.inc({ edgenode: en.metadata.name ?? "", status }, 0);
     const d = EDGENODE_SPEC_DEFAULTS;
     this.engine.configure(en.metadata.name ?? "", {
       samplingIntervalSeconds: s.samplingIntervalSeconds ?? d.samplingIntervalSeconds,

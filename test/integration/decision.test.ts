@@ -473,6 +473,14 @@ describe("the application's own metric", () => {
     await c.core.deleteNode({ name: EDGE3 }).catch(() => {});
   });
 
+  it("counts every status from the start, at 0 for an EdgeNode without the metric (the dashboard's panel has series)", async () => {
+    const text = await op.metrics();
+    for (const status of ["ok", "scrape_failed", "absent", "counter_reset", "first"])
+      expect(text).toContain(
+        `edgeshift_application_metric_samples_total{edgenode="dec-edge",status="${status}"} 0`,
+      );
+  });
+
   it("a failing endpoint is counted in status and decides nothing; a short burst decides nothing; a sustained rate decides, the series in the reason", async () => {
     failing = true;
     serve(600);
