@@ -227,10 +227,13 @@ export class DecisionController {
       const edgeNode = this.deps.edgeNodes.monitoredPod(s.node, s.namespace, s.pod)?.edgeNode;
       if (edgeNode) {
         this.appSamples.inc({ edgenode: edgeNode, status: s.appStatus });
-        const id = monitorId(s);
-        const before = this.appReadings.get(id)?.status;
-        this.appReadings.set(id, { edgeNode, status: s.appStatus, at, intervalMs: s.intervalMs });
-        if (before !== s.appStatus) this.refreshApp();
+        // Counted into the EdgeNode's status by the once-a-second refresh, off the sample path.
+        this.appReadings.set(monitorId(s), {
+          edgeNode,
+          status: s.appStatus,
+          at,
+          intervalMs: s.intervalMs,
+        });
       }
     }
     const decisions = this.engine.observe(s, at);

@@ -9,6 +9,7 @@ import type {
   ResourceThreshold,
   Thresholds,
 } from "../api/v1alpha1.ts";
+import { appMetricSpec } from "../monitor/inject.ts";
 
 /** A monitor silent for more than this many intervals has no say. */
 export const STALE_AFTER_INTERVALS = 3;
@@ -187,13 +188,10 @@ function appRearmLevel(t: ApplicationThreshold): number {
 
 /** How a Migration's reason names the application's series: `name{...} rate per minute`. */
 export function appSeries(t: ApplicationThreshold): string {
-  const series = seriesText({
-    metric: t.metric,
-    matchers: (t.matchers ?? []).map((m) => ({ ...m, operator: m.operator ?? "=" })),
-  });
-  return t.type === "Counter"
-    ? `${series} rate per ${(t.per ?? "Second").toLowerCase()}`
-    : `${series} value`;
+  const spec = appMetricSpec(t);
+  return spec.type === "Counter"
+    ? `${seriesText(spec)} rate per ${spec.per.toLowerCase()}`
+    : `${seriesText(spec)} value`;
 }
 
 function normalize(p: EdgeNodePolicy): Policy {

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { V1EphemeralContainer, V1Node, V1Pod } from "@kubernetes/client-node";
+import type { AppMetricSpec } from "../../sidecar/app-metric.ts";
 import type { ApplicationThreshold, PodSelection } from "../api/v1alpha1.ts";
 import { podSelection } from "../edgenode/selection.ts";
 import { parseQuantity } from "../kube/quantity.ts";
@@ -54,9 +55,9 @@ export function appMetricContainer(pod: V1Pod, port: number): string | undefined
   return (cs.find((c) => c.ports?.some((p) => p.containerPort === port)) ?? cs[0])?.name;
 }
 
-/** EDGESHIFT_APP_METRIC: the threshold's scrape settings with their defaults (sidecar/app-metric.ts). */
-export function appMetricEnv(t: ApplicationThreshold): string {
-  return JSON.stringify({
+/** The threshold's scrape settings with their defaults: what the monitor reads (sidecar/app-metric.ts). */
+export function appMetricSpec(t: ApplicationThreshold): AppMetricSpec {
+  return {
     port: t.port,
     path: t.path ?? "/metrics",
     metric: t.metric,
@@ -67,7 +68,12 @@ export function appMetricEnv(t: ApplicationThreshold): string {
     })),
     type: t.type,
     per: t.per ?? "Second",
-  });
+  };
+}
+
+/** EDGESHIFT_APP_METRIC. */
+export function appMetricEnv(t: ApplicationThreshold): string {
+  return JSON.stringify(appMetricSpec(t));
 }
 
 /**
