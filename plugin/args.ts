@@ -15,9 +15,10 @@ Usage:
   kubectl edgeshift describe MIGRATION [-n NAMESPACE]
       One migration: its steps with durations, conditions and events.
   kubectl edgeshift migrate POD [-n NAMESPACE] [--to NODE] [--policy checkpoint|restart]
-                               [--no-follow] [--timeout DURATION]
-      Migrates a pod off its edge node now and follows the migration to its end.
-      Exits 0 when it succeeds, 1 when it fails.
+                               [--back] [--no-follow] [--timeout DURATION]
+      Migrates a pod off its edge node now (--back: a pod edgeshift moved to the
+      cloud, back to an edge node of its EdgeNode) and follows the migration to
+      its end. Exits 0 when it succeeds, 1 when it fails.
 
 Flags for every command:
   --kubeconfig PATH   kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config)
@@ -40,6 +41,8 @@ export type Command =
       pod: string;
       to?: string;
       policy?: RestorePolicy;
+      /** Direction ToEdge. */
+      back?: boolean;
       follow: boolean;
       timeoutMs: number;
     };
@@ -61,6 +64,7 @@ const OPTIONS = {
   to: { type: "string" },
   policy: { type: "string" },
   "no-follow": { type: "boolean" },
+  back: { type: "boolean" },
   timeout: { type: "string" },
 } as const;
 
@@ -70,7 +74,7 @@ const OWN: Record<Exclude<Command["name"], "help">, OptionName[]> = {
   status: ["recent"],
   list: ["all-namespaces"],
   describe: [],
-  migrate: ["to", "policy", "no-follow", "timeout"],
+  migrate: ["to", "policy", "back", "no-follow", "timeout"],
 };
 const DNS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
@@ -135,6 +139,7 @@ export function parseCommandLine(argv: string[]): Invocation {
           pod: target,
           to: v.to,
           policy: v.policy as RestorePolicy | undefined,
+          ...(v.back ? { back: true } : {}),
           follow: v["no-follow"] !== true,
           timeoutMs,
         },

@@ -59,6 +59,12 @@ export function renderDescribe(m: Migration, events: CoreV1Event[], now: Date): 
     field("Name", m.metadata.name),
     field("Namespace", m.metadata.namespace),
     field("Pod", m.spec.podName),
+    field(
+      "Direction",
+      m.spec.direction === "ToEdge"
+        ? "ToEdge (back from the cloud to an edge node)"
+        : "ToCloud (from an edge node to the cloud)",
+    ),
     field("Containers", m.spec.containers?.length ? m.spec.containers.join(", ") : "all"),
     field("Trigger", triggerSentence(m.spec.reason)),
     field("EdgeNode", s?.edgeNode),

@@ -77,6 +77,11 @@ export function phaseText(m: Migration): string {
 
 /** Short trigger for tables: "cpu 93%>85%" or "Manual". */
 export function triggerText(r: MigrationReason | undefined): string {
+  if (r?.type === "BelowReturnLevel") {
+    if (r.metric === "application")
+      return `${(r.series ?? "application").split(/[{ ]/)[0]} ${round(r.value)}<${round(r.threshold)}`;
+    return `${r.metric ?? "?"} ${round(r.value)}%<${round(r.threshold)}%`;
+  }
   if (r?.type !== "ThresholdExceeded") return "Manual";
   // The application's metric is a value, not a percentage: named by its series.
   if (r.metric === "application")
@@ -86,9 +91,17 @@ export function triggerText(r: MigrationReason | undefined): string {
 
 /** Long trigger for describe. */
 export function triggerSentence(r: MigrationReason | undefined): string {
-  if (r?.type !== "ThresholdExceeded") return "Manual (created by hand)";
+  if (r?.type !== "ThresholdExceeded" && r?.type !== "BelowReturnLevel")
+    return "Manual (created by hand)";
   const window = r.windowSeconds ? ` sustained over ${r.windowSeconds}s` : "";
   const at = r.sampledAt ? ` (sample of ${r.sampledAt})` : "";
+  if (r.type === "BelowReturnLevel") {
+    const what =
+      r.metric === "application"
+        ? `${r.series ?? "the application's metric"} at ${round(r.value)}, under the ${round(r.threshold)}`
+        : `${r.metric ?? "?"} at ${round(r.value)}%, under the ${round(r.threshold)}%`;
+    return `BelowReturnLevel: ${what} return level${window}${at}`;
+  }
   if (r.metric === "application")
     return `ThresholdExceeded: ${r.series ?? "the application's metric"} at ${round(r.value)}, over the ${round(r.threshold)} trigger${window}${at}`;
   return `ThresholdExceeded: ${r.metric ?? "?"} at ${round(r.value)}%, over the ${round(r.threshold)}% trigger${window}${at}`;

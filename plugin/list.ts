@@ -13,6 +13,7 @@ export function renderList(migrations: Migration[], now: Date, namespace?: strin
   const header = [
     "NAME",
     "POD",
+    "DIRECTION",
     "PHASE",
     "SOURCE",
     "TARGET",
@@ -27,6 +28,7 @@ export function renderList(migrations: Migration[], now: Date, namespace?: strin
       const row = [
         m.metadata.name ?? "",
         m.spec.podName,
+        m.spec.direction ?? "ToCloud",
         phaseText(m),
         m.status?.sourceNode ?? "",
         m.status?.targetNode ?? m.spec.targetNode ?? "",

@@ -19,7 +19,7 @@ import { formatBytes, formatDuration, renderTimeline } from "./format.ts";
  */
 export function buildMigration(
   pod: V1Pod,
-  opts: { to?: string; policy?: RestorePolicy },
+  opts: { to?: string; policy?: RestorePolicy; back?: boolean },
   existing: Iterable<string> = [],
 ): Migration {
   const name = pod.metadata?.name ?? "";
@@ -33,6 +33,7 @@ export function buildMigration(
     },
     spec: {
       podName: name,
+      ...(opts.back ? { direction: "ToEdge" as const } : {}),
       ...(opts.to ? { targetNode: opts.to } : {}),
       ...(opts.policy ? { restorePolicy: opts.policy } : {}),
       reason: { type: "Manual" },
@@ -56,13 +57,13 @@ function detail(m: Migration, phase: MigrationPhase): string {
     case "Pending":
       return "waiting for the operator";
     case "Checkpointing":
-      return `on ${s?.sourceNode ?? "the edge node"}`;
+      return `on ${s?.sourceNode ?? "the source node"}`;
     case "Pushing": {
       const size = (s?.containers ?? []).reduce((n, c) => n + (c.archiveSizeBytes ?? 0), 0);
       return `checkpoint image to the registry${size ? ` (${formatBytes(size)} archive)` : ""}`;
     }
     case "Restoring":
-      return `on ${s?.targetNode ?? "a cloud node"} (policy ${s?.policy ?? "?"})`;
+      return `on ${s?.targetNode ?? (m.spec.direction === "ToEdge" ? "an edge node" : "a cloud node")} (policy ${s?.policy ?? "?"})`;
     case "CuttingOver":
       return `restored pod ${s?.restoredPod ?? "?"} is ready; removing the original`;
     case "Succeeded":

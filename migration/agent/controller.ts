@@ -6,6 +6,7 @@ import { formatDuration } from "../../operator/api/duration.ts";
 import { migrationFinished } from "../../operator/api/status.ts";
 import {
   type ContainerCheckpointStatus,
+  EDGENODE_LABEL,
   GROUP,
   MIGRATION_PLURAL,
   type Migration,
@@ -141,7 +142,11 @@ export class AgentController {
   constructor(deps: AgentDeps) {
     this.deps = deps;
     this.log = deps.log.child({ controller: "agent", node: deps.config.node });
-    const labelSelector = `${SOURCE_NODE_LABEL}=${deps.config.node}`;
+    // One agent per EdgeNode on a node: a cloud node runs the agent of every
+    // EdgeNode whose pods may return from it, and each serves only its own.
+    const labelSelector = deps.config.edgeNode
+      ? `${SOURCE_NODE_LABEL}=${deps.config.node},${EDGENODE_LABEL}=${deps.config.edgeNode}`
+      : `${SOURCE_NODE_LABEL}=${deps.config.node}`;
     this.queue = new WorkQueue({ name: "agent-migrations", log: this.log, baseDelayMs: 500 });
     this.informer = new SupervisedInformer<Migration>({
       kubeConfig: deps.kubeConfig,

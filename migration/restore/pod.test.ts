@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { V1Node, V1OwnerReference, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { labelValueError, matchesLabelSelector } from "../../operator/api/labels.ts";
-import type { LabelSelector, Migration } from "../../operator/api/v1alpha1.ts";
+import { EDGENODE_LABEL, type LabelSelector, type Migration } from "../../operator/api/v1alpha1.ts";
 import { podAdmitsNode } from "../target/choose.ts";
 import {
   buildRestorePod,
@@ -431,6 +431,36 @@ describe("buildRestorePod (checkpoint policy)", () => {
     const pod = original();
     if (pod.spec) pod.spec.nodeName = "edge-9";
     expect(build({ pod, migration: m }).metadata?.labels?.[HOME_NODE_LABEL]).toBe("edge-9");
+  });
+
+  it("names the EdgeNode it came from (a return finds its way by it); a pod back on the edge carries neither label", () => {
+    const m = migration();
+    if (m.status) m.status.edgeNode = "floor";
+    const inCloud = build({ migration: m });
+    expect(inCloud.metadata?.labels).toMatchObject({
+      [HOME_NODE_LABEL]: "edge-1",
+      [EDGENODE_LABEL]: "floor",
+    });
+    // The return: the cloud pod (with both labels) is the original.
+    const back = migration({ direction: "ToEdge" }, "mig-uid-2");
+    back.metadata.name = "web-back";
+    if (back.status) back.status = { sourceNode: "cloud-a", edgeNode: "floor" };
+    const home = buildRestorePod({
+      pod: { ...inCloud, spec: { ...inCloud.spec, nodeName: "cloud-a" } } as V1Pod,
+      migration: back,
+      targetNode: "edge-1",
+      policy: "checkpoint",
+      images: { app: CKPT },
+      hideFromOwner: true,
+    });
+    const labels = home.metadata?.labels ?? {};
+    expect(labels[MIGRATION_POD_LABEL]).toBe("web-back");
+    expect(labels).not.toHaveProperty(HOME_NODE_LABEL);
+    expect(labels).not.toHaveProperty(EDGENODE_LABEL);
+    // Revealed to its owner, the labels that are ours are not touched.
+    const reveal = revealToOwner(home, inCloud);
+    expect(reveal?.metadata.labels ?? {}).not.toHaveProperty(EDGENODE_LABEL);
+    expect(reveal?.metadata.labels ?? {}).not.toHaveProperty(HOME_NODE_LABEL);
   });
 
   it("turns long migration and node names into valid label values", () => {

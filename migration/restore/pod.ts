@@ -9,17 +9,24 @@ import type {
   V1PodSpec,
 } from "@kubernetes/client-node";
 import { labelValueError, matchesLabelSelector } from "../../operator/api/labels.ts";
-import type {
-  LabelSelector,
-  Migration,
-  RestorePolicy,
-  RevealRecord,
+import {
+  EDGENODE_LABEL,
+  type LabelSelector,
+  type Migration,
+  type RestorePolicy,
+  type RevealRecord,
 } from "../../operator/api/v1alpha1.ts";
 
 /** On a restore pod: the name of the Migration that made it. */
 export const MIGRATION_POD_LABEL = "edgeshift.dev/migration";
-/** On a restore pod: the edge node the workload came from. */
+/** On a restore pod in the cloud: the edge node the workload came from. */
 export const HOME_NODE_LABEL = "edgeshift.dev/home-node";
+/**
+ * On a restore pod in the cloud, EDGENODE_LABEL names the EdgeNode it came
+ * from: the one whose returnToEdge may bring it back. A pod back on the edge
+ * carries neither.
+ */
+export const RETURN_LABELS = [HOME_NODE_LABEL, EDGENODE_LABEL] as const;
 /** The Job controller counts a finished pod only while it carries this finalizer. */
 export const JOB_TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking";
 /** Set by the Deployment controller on its ReplicaSets' selectors and pods. */
@@ -119,7 +126,7 @@ export function isManagedAnnotation(key: string): boolean {
 }
 
 function ourLabel(key: string): boolean {
-  return key === MIGRATION_POD_LABEL || key === HOME_NODE_LABEL;
+  return key === MIGRATION_POD_LABEL || key === HOME_NODE_LABEL || key === EDGENODE_LABEL;
 }
 
 /**
@@ -365,7 +372,13 @@ export function buildRestorePod(input: RestorePodInput): V1Pod {
     hideLabels(labels, owner.kind, input.ownerSelector);
   }
   labels[MIGRATION_POD_LABEL] = toLabelValue(migration.metadata.name);
-  labels[HOME_NODE_LABEL] = toLabelValue(sourceNode);
+  if (migration.spec.direction === "ToEdge") {
+    for (const k of RETURN_LABELS) delete labels[k];
+  } else {
+    labels[HOME_NODE_LABEL] = toLabelValue(sourceNode);
+    const edgeNode = migration.status?.edgeNode;
+    if (edgeNode) labels[EDGENODE_LABEL] = toLabelValue(edgeNode);
+  }
 
   return {
     apiVersion: "v1",

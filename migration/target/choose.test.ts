@@ -777,3 +777,56 @@ describe("chooseTarget for a checkpoint restore (runtime family and restore supp
     expect(r.message).toContain("cloud-ctd: the source node's runtime is unknown");
   });
 });
+
+describe("chooseTarget for a return to the edge (side edge)", () => {
+  const rt = (n: V1Node, version: string): V1Node => ({
+    ...n,
+    metadata: { ...n.metadata, annotations: { "edgeshift.dev/checkpoint-restore": "enabled" } },
+    status: {
+      ...n.status,
+      nodeInfo: { ...(n.status?.nodeInfo as object), containerRuntimeVersion: version } as never,
+    },
+  });
+  const edgeLabels = { tier: "edge", "kubernetes.io/arch": "amd64" };
+  const fromCloud = rt(node("cloud-a"), "containerd://2.3.7");
+  const edge1 = rt(node("edge-1", { labels: edgeLabels, cpu: "2" }), "containerd://2.3.7");
+  const edgeOld = rt(node("edge-old", { labels: edgeLabels, cpu: "16" }), "containerd://1.7.35");
+  const back = (over: Partial<ChooseTargetInput> = {}) =>
+    chooseTarget(
+      input({
+        sourceNode: fromCloud,
+        candidates: [edgeOld, edge1],
+        cloudSelector: { matchLabels: { tier: "edge" } },
+        side: "edge",
+        targetMustCheckpoint: true,
+        checkpoint: true,
+        ...over,
+      }),
+    );
+
+  it("picks an edge node that can checkpoint and restore, and says so", () => {
+    const r = back();
+    expect(r).toMatchObject({ ok: true, node: "edge-1" });
+    if (r.ok) expect(r.reason).toMatch(/^Least loaded of 1 suitable edge node /);
+  });
+
+  it("keeps the pod in the cloud when every edge node is full, cordoned or cannot checkpoint", () => {
+    const busy = new Map([["edge-1", [pod("1900m", "1Gi")]]]);
+    const full = back({ podsByNode: busy });
+    expect(full.ok).toBe(false);
+    if (full.ok) return;
+    expect(full.message).toMatch(/^No edge node fits the pod: /);
+    expect(full.message).toContain("edge-1: insufficient cpu (requests 500m, free 100m of 2)");
+    expect(full.message).toContain("edge-old: containerd://1.7.35 cannot restore checkpoints");
+    expect(full.message).toContain("cannot checkpoint");
+    const cordoned = rt(
+      node("edge-1", { labels: edgeLabels, unschedulable: true }),
+      "containerd://2.3.7",
+    );
+    const r = back({ candidates: [cordoned] });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.message).toContain("edge-1: unschedulable (cordoned)");
+    const outside = back({ candidates: [node("cloud-b")] });
+    if (!outside.ok) expect(outside.message).toContain("does not match the edge node selector");
+  });
+});

@@ -31,7 +31,12 @@ export interface ChooseTargetInput {
   candidates: V1Node[];
   /** Pods bound to each node (spec.nodeName), keyed by node name. */
   podsByNode: Map<string, V1Pod[]>;
+  /** The nodes a target may be: the EdgeNode's cloud.nodeSelector, or (side edge) its nodeSelector. */
   cloudSelector: LabelSelector;
+  /** Which way the pod moves, for the messages: default cloud (a move out), edge for a return. */
+  side?: "cloud" | "edge";
+  /** The target must be able to checkpoint too (a return: the pod can move out again). */
+  targetMustCheckpoint?: boolean;
   /** Migration spec.targetNode: honoured only when it passes every check. */
   targetNode?: string;
   /**
@@ -263,7 +268,7 @@ function evaluate(
   const name = node.metadata?.name ?? "";
   const problems: string[] = [];
   const selectorMismatch = !matchesLabelSelector(input.cloudSelector, node.metadata?.labels ?? {});
-  if (selectorMismatch) problems.push("does not match the cloud node selector");
+  if (selectorMismatch) problems.push(`does not match the ${input.side ?? "cloud"} node selector`);
   if (name === input.sourceNode.metadata?.name) problems.push("is the source node");
   if (node.metadata?.deletionTimestamp) problems.push("is being deleted");
   if (!isReady(node)) problems.push("not Ready");
@@ -284,6 +289,10 @@ function evaluate(
   if (input.checkpoint) {
     const refusal = restoreRefusal(nodeRuntimeSupport(input.sourceNode), nodeRuntimeSupport(node));
     if (refusal) problems.push(refusal);
+  }
+  if (input.targetMustCheckpoint) {
+    const rt = nodeRuntimeSupport(node);
+    if (!rt.checkpoint) problems.push(`cannot checkpoint${rt.message ? ` (${rt.message})` : ""}`);
   }
 
   // Requested resources of the pods already there. The pod itself is skipped
@@ -385,12 +394,13 @@ export function chooseTarget(input: ChooseTargetInput): ChooseTargetResult {
   const suitable = evaluations
     .filter((e) => e.problems.length === 0)
     .sort((a, b) => a.load - b.load || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  const side = input.side ?? "cloud";
   const best = suitable[0];
   if (best) {
     return {
       ok: true,
       node: best.node,
-      reason: `Least loaded of ${suitable.length} suitable cloud node${suitable.length === 1 ? "" : "s"} (cpu ${percent(best.cpuShare)}, memory ${percent(best.memoryShare)} after placement)`,
+      reason: `Least loaded of ${suitable.length} suitable ${side} node${suitable.length === 1 ? "" : "s"} (cpu ${percent(best.cpuShare)}, memory ${percent(best.memoryShare)} after placement)`,
     };
   }
 
@@ -402,19 +412,19 @@ export function chooseTarget(input: ChooseTargetInput): ChooseTargetResult {
     .map((e) => `${e.node}: ${e.problems.join(", ")}`);
   if (outside > 0) {
     rejected.push(
-      `${outside} node${outside === 1 ? "" : "s"} do${outside === 1 ? "es" : ""} not match the cloud node selector`,
+      `${outside} node${outside === 1 ? "" : "s"} do${outside === 1 ? "es" : ""} not match the ${side} node selector`,
     );
   }
   if (rejected.length === 0) {
     return {
       ok: false,
       reason: "NoTarget",
-      message: "No cloud node fits the pod: there are no candidate nodes",
+      message: `No ${side} node fits the pod: there are no candidate nodes`,
     };
   }
   return {
     ok: false,
     reason: "NoTarget",
-    message: bounded("No cloud node fits the pod: ", rejected),
+    message: bounded(`No ${side} node fits the pod: `, rejected),
   };
 }

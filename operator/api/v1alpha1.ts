@@ -133,6 +133,24 @@ export interface Thresholds {
   application?: ApplicationThreshold;
 }
 
+/**
+ * The way back to the edge (absent: migrated pods stay in the cloud). A pod
+ * edgeshift moved to a cloud node returns when it has stayed below every level
+ * set here for windowSeconds, to an edge node of its EdgeNode that can take it.
+ */
+export interface ReturnToEdge {
+  /** Below thresholds.cpu.triggerPercent. */
+  cpuPercent?: number;
+  /** Below thresholds.memory.triggerPercent. */
+  memoryPercent?: number;
+  /** Below thresholds.application.triggerValue. */
+  applicationValue?: number;
+  /** 1-3600, >= samplingIntervalSeconds, default 60. */
+  windowSeconds?: number;
+  /** 0-86400, default 600: a moved pod moves again (either way) no sooner than this after it arrived. */
+  cooldownSeconds?: number;
+}
+
 export interface CloudTarget {
   nodeSelector: LabelSelector;
 }
@@ -200,6 +218,8 @@ export interface EdgeNodeSpec {
   /** 5-3600, default 120: the agent's fence deadline after the hold (handoff Freeze). */
   freezeTimeoutSeconds?: number;
   cloud: CloudTarget;
+  /** Absent: a migrated pod stays in the cloud. */
+  returnToEdge?: ReturnToEdge;
   /** Required when restorePolicy is checkpoint. */
   registry?: RegistrySpec;
   /** Default mode ClusterCA. */
@@ -234,6 +254,8 @@ export interface EdgeNodeStatus {
   conditions?: Condition[];
   matchedNodes?: number;
   monitoredPods?: number;
+  /** returnToEdge: pods this EdgeNode moved to the cloud that may return, with their monitors. */
+  cloudMonitoredPods?: number;
   staleMonitors?: number;
   /** thresholds.application: how the monitors' latest readings of it went. */
   applicationMetric?: ApplicationMetricStatus;
@@ -295,6 +317,8 @@ export type EdgeNodeConditionReason =
 
 export const MigrationReasonType = {
   ThresholdExceeded: "ThresholdExceeded",
+  /** A pod in the cloud stayed below the EdgeNode's returnToEdge levels (direction ToEdge). */
+  BelowReturnLevel: "BelowReturnLevel",
   Manual: "Manual",
 } as const;
 export type MigrationReasonType = (typeof MigrationReasonType)[keyof typeof MigrationReasonType];
@@ -308,14 +332,18 @@ export const Metric = {
 } as const;
 export type Metric = (typeof Metric)[keyof typeof Metric];
 
-/** Why a migration started. ThresholdExceeded requires metric, value and threshold. */
+/** Which way a Migration moves its pod. */
+export const Direction = { ToCloud: "ToCloud", ToEdge: "ToEdge" } as const;
+export type Direction = (typeof Direction)[keyof typeof Direction];
+
+/** Why a migration started. ThresholdExceeded and BelowReturnLevel require metric, value and threshold. */
 export interface MigrationReason {
   /** Default Manual. */
   type?: MigrationReasonType;
   metric?: Metric;
   /** Observed usage in percent; for application, the metric's value (or rate). */
   value?: number;
-  /** Trigger percentage that was exceeded; for application, the triggerValue. */
+  /** Trigger percentage that was exceeded (BelowReturnLevel: the return level); for application, the value. */
   threshold?: number;
   /** Metric application: the series, e.g. http_requests_total{code!="500"} per minute. */
   series?: string;
@@ -327,9 +355,14 @@ export interface MigrationReason {
 /** Immutable after creation. */
 export interface MigrationSpec {
   podName: string;
+  /**
+   * Default ToCloud: from an edge node to a cloud node. ToEdge: a pod edgeshift
+   * moved to the cloud goes back to an edge node of its EdgeNode (returnToEdge set).
+   */
+  direction?: Direction;
   /** Absent or empty means every app container. */
   containers?: string[];
-  /** Absent means the scheduler picks a cloud node. */
+  /** Absent means the operator picks a node (a cloud node, or ToEdge an edge node). */
   targetNode?: string;
   /** Absent means the EdgeNode's. */
   restorePolicy?: RestorePolicy;
@@ -485,6 +518,8 @@ export const MigrationConditionReason = {
   /** The agent did not report on the checkpoint in time. */
   CheckpointTimeout: "CheckpointTimeout",
   NotOnEdgeNode: "NotOnEdgeNode",
+  /** ToEdge: the pod was not moved to a cloud node by edgeshift, or its EdgeNode has no returnToEdge. */
+  NotReturnable: "NotReturnable",
   RuntimeUnsupported: "RuntimeUnsupported",
   CheckpointFailed: "CheckpointFailed",
   /** Handoff Freeze: the agent could not freeze the source container (it was thawed again). */
@@ -532,6 +567,12 @@ export const EDGENODE_SPEC_DEFAULTS = {
   handoff: Handoff.Freeze,
   freezeTimeoutSeconds: 120,
 } as const satisfies Partial<EdgeNodeSpec>;
+
+/** The CRD's defaults for returnToEdge fields. */
+export const RETURN_DEFAULTS = {
+  windowSeconds: 60,
+  cooldownSeconds: 600,
+} as const satisfies Partial<ReturnToEdge>;
 
 export const REGISTRY_DEFAULTS = {
   insecure: false,

@@ -2,7 +2,8 @@ import type { CustomObjectsApi, KubeConfig, V1Node } from "@kubernetes/client-no
 import type { NatsConnection } from "nats";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
-import { ownerKind } from "../../migration/restore/pod.ts";
+import { MIGRATION_POD_LABEL, ownerKind } from "../../migration/restore/pod.ts";
+import { chooseTarget } from "../../migration/target/choose.ts";
 import {
   APP_STATUSES,
   type AppStatus,
@@ -23,6 +24,7 @@ import {
   MIGRATION_PLURAL,
   type Migration,
   type MigrationList,
+  RETURN_DEFAULTS,
   SOURCE_NODE_LABEL,
   VERSION,
 } from "../api/v1alpha1.ts";
@@ -73,7 +75,16 @@ export class DecisionController {
       const found = this.deps.edgeNodes.monitoredPod(node, namespace, pod);
       return found !== undefined && ownerKind(found.pod).kind !== "Unsupported";
     },
+    // A pod a migration made (its restored pod) arrived when it was created.
+    arrivedAt: (namespace, pod, node) => {
+      const p = this.deps.edgeNodes.monitoredPod(node, namespace, pod)?.pod;
+      if (!p?.metadata?.labels?.[MIGRATION_POD_LABEL] || !p.metadata.creationTimestamp)
+        return undefined;
+      return new Date(p.metadata.creationTimestamp).getTime();
+    },
   });
+  /** Per pod uid: why it could not return, last said (an Event only when it changes). */
+  private readonly deferred = new Map<string, string>();
   private readonly subscriber: MetricsSubscriber;
   readonly migrations: SupervisedInformer<Migration>;
   private readonly finished = new Set<string>();
@@ -108,7 +119,7 @@ export class DecisionController {
     // Every metric and result at 0 from the start ("avoid missing metrics"): the
     // dashboard's decisions panel has series before the first decision.
     for (const metric of Object.values(Metric)) {
-      for (const result of ["created", "exists", "error"]) {
+      for (const result of ["created", "exists", "deferred", "error"]) {
         this.decisions.inc({ metric, result }, 0);
       }
     }
@@ -202,6 +213,17 @@ export class DecisionController {
       cooldownSeconds: s.cooldownSeconds ?? d.cooldownSeconds,
       maxConcurrentMigrations: s.maxConcurrentMigrations ?? d.maxConcurrentMigrations,
       thresholds: s.thresholds,
+      ...(s.returnToEdge
+        ? {
+            returnToEdge: {
+              cpuPercent: s.returnToEdge.cpuPercent,
+              memoryPercent: s.returnToEdge.memoryPercent,
+              applicationValue: s.returnToEdge.applicationValue,
+              windowSeconds: s.returnToEdge.windowSeconds ?? RETURN_DEFAULTS.windowSeconds,
+              cooldownSeconds: s.returnToEdge.cooldownSeconds ?? RETURN_DEFAULTS.cooldownSeconds,
+            },
+          }
+        : {}),
       nodes: Object.fromEntries(
         nodes.map((n) => [
           n.metadata?.name ?? "",
@@ -223,8 +245,9 @@ export class DecisionController {
   }
 
   private onSample(s: SignedSample, at: number): void {
+    const found = this.deps.edgeNodes.monitoredPod(s.node, s.namespace, s.pod);
     if (s.appStatus !== undefined) {
-      const edgeNode = this.deps.edgeNodes.monitoredPod(s.node, s.namespace, s.pod)?.edgeNode;
+      const edgeNode = found?.edgeNode;
       if (edgeNode) {
         this.appSamples.inc({ edgenode: edgeNode, status: s.appStatus });
         // Counted into the EdgeNode's status by the once-a-second refresh, off the sample path.
@@ -236,11 +259,59 @@ export class DecisionController {
         });
       }
     }
-    const decisions = this.engine.observe(s, at);
+    const decisions = this.engine.observe(s, at, found?.returning ? found.edgeNode : undefined);
     for (const d of decisions) void this.createMigration(d, at);
   }
 
+  /**
+   * Whether an edge node of the pod's EdgeNode can take it back, by the same
+   * rules the Migration controller applies (checked again there); if not, the
+   * pod stays in the cloud, judged again after a window, and an Event says why.
+   */
+  private async returnTarget(d: Decision): Promise<boolean> {
+    const found = this.deps.edgeNodes.monitoredPod(d.node, d.namespace, d.pod);
+    const en = this.deps.edgeNodes.edgeNodes.get(d.edgeNode);
+    if (!found || !en) return false;
+    const { nodes, podsByNode } = this.deps.edgeNodes.edgeNodesOf(d.edgeNode);
+    const checkpoint = (en.spec.restorePolicy ?? "checkpoint") === "checkpoint";
+    const choice = chooseTarget({
+      pod: found.pod,
+      sourceNode: this.deps.edgeNodes.nodes.get(d.node) ?? { metadata: { name: d.node } },
+      candidates: nodes,
+      podsByNode,
+      cloudSelector: en.spec.nodeSelector,
+      side: "edge",
+      targetMustCheckpoint: checkpoint,
+      checkpoint,
+    });
+    const uid = found.pod.metadata?.uid ?? "";
+    if (choice.ok) {
+      this.deferred.delete(uid);
+      return true;
+    }
+    const windowMs = (d.windowSeconds || 1) * 1000;
+    this.engine.deferReturn(d.namespace, d.pod, this.now(), windowMs);
+    this.decisions.inc({ metric: d.metric, result: "deferred" });
+    if (this.deferred.size > 10_000) this.deferred.clear();
+    if (this.deferred.get(uid) !== choice.message) {
+      this.deferred.set(uid, choice.message);
+      this.log.info(
+        { key: `${d.namespace}/${d.pod}`, why: choice.message },
+        "Pod stays in the cloud: no edge node can take it back",
+      );
+      await this.deps.recorder.record(
+        { apiVersion: "v1", kind: "Pod", metadata: found.pod.metadata },
+        "Normal",
+        "ReturnDeferred",
+        "Decide",
+        `Below its return level, but stays on ${d.node}: ${choice.message}`.slice(0, 1024),
+      );
+    }
+    return false;
+  }
+
   private async createMigration(d: Decision, decidedAt: number): Promise<void> {
+    if (d.direction === "ToEdge" && !(await this.returnTarget(d))) return;
     // Each attempt its own name: a pod whose earlier Migration ended can move again.
     const existing = this.migrations
       .list()
@@ -259,9 +330,9 @@ export class DecisionController {
       },
       spec: {
         podName: d.pod,
-        containers: [d.container],
+        ...(d.direction === "ToEdge" ? { direction: "ToEdge" } : { containers: [d.container] }),
         reason: {
-          type: "ThresholdExceeded",
+          type: d.direction === "ToEdge" ? "BelowReturnLevel" : "ThresholdExceeded",
           metric: d.metric,
           value: Math.round(d.value * 100) / 100,
           threshold: d.threshold,
@@ -319,9 +390,11 @@ export class DecisionController {
         "Normal",
         "MigrationTriggered",
         "Decide",
-        d.metric === "application"
-          ? `${d.series} at ${d.value.toFixed(1)} stayed above ${d.threshold} for ${d.windowSeconds}s; created Migration ${name}`
-          : `${d.metric} at ${d.value.toFixed(1)}% stayed above ${d.threshold}% for ${d.windowSeconds}s; created Migration ${name}`,
+        d.direction === "ToEdge"
+          ? `${d.metric === "application" ? d.series : d.metric} at ${d.value.toFixed(1)}${d.metric === "application" ? "" : "%"} stayed below its return level ${d.threshold}${d.metric === "application" ? "" : "%"} for ${d.windowSeconds}s; created Migration ${name} back to the edge`
+          : d.metric === "application"
+            ? `${d.series} at ${d.value.toFixed(1)} stayed above ${d.threshold} for ${d.windowSeconds}s; created Migration ${name}`
+            : `${d.metric} at ${d.value.toFixed(1)}% stayed above ${d.threshold}% for ${d.windowSeconds}s; created Migration ${name}`,
       );
     }
     this.deps.edgeNodes.requeue(d.edgeNode);
@@ -342,7 +415,12 @@ export class DecisionController {
       if (gone) this.finished.delete(uid);
       else this.finished.add(uid);
     } else if (node) {
-      this.engine.migrationStarted(ns, m.spec.podName, node);
+      this.engine.migrationStarted(
+        ns,
+        m.spec.podName,
+        node,
+        m.metadata.labels?.[EDGENODE_LABEL] ?? m.status?.edgeNode,
+      );
     }
     const en = m.metadata.labels?.[EDGENODE_LABEL] ?? m.status?.edgeNode;
     if (en) this.deps.edgeNodes.requeue(en);

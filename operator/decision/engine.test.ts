@@ -664,3 +664,180 @@ describe("the application's own metric", () => {
     ]);
   });
 });
+
+describe("the way back to the edge (returnToEdge)", () => {
+  const back = (over: Partial<EdgeNodePolicy> = {}) =>
+    policy({
+      cooldownSeconds: 0,
+      returnToEdge: { cpuPercent: 20, windowSeconds: 10, cooldownSeconds: 0 },
+      ...over,
+    });
+  /** A pod in the cloud (cloud-1) that may return to EdgeNode "edge". */
+  class CloudSim extends Sim {
+    stepCloud(loads: Load[], returnTo = "edge"): void {
+      for (const l of loads) {
+        const o = observation({ node: "cloud-1", ...l }, this.ts());
+        for (const d of this.engine.observe(o, this.now(), returnTo)) {
+          this.decisions.push({ ...d, tick: this.tick });
+        }
+      }
+      this.tick++;
+    }
+    runCloud(ticks: number, loads: (tick: number) => Load[]): this {
+      for (let i = 0; i < ticks; i++) this.stepCloud(loads(this.tick));
+      return this;
+    }
+  }
+
+  it("a pod idle in the cloud for the return window returns, once, with the level in the reason", () => {
+    const sim = new CloudSim(back()).runCloud(30, () => [{ pod: "web", cpu: 5 }]);
+    expect(sim.fired()).toEqual([{ tick: 9, pod: "web", metric: "cpu" }]);
+    expect(sim.decisions[0]).toMatchObject({
+      direction: "ToEdge",
+      edgeNode: "edge",
+      node: "cloud-1",
+      value: 5,
+      threshold: 20,
+      windowSeconds: 10,
+    });
+    // In flight: it counts against the EdgeNode's cap like a move out.
+    expect(sim.engine.inFlightCount("edge")).toBe(1);
+  });
+
+  it("a load above the return level, or hovering around it, keeps the pod in the cloud", () => {
+    expect(new CloudSim(back()).runCloud(40, () => [{ pod: "web", cpu: 30 }]).fired()).toEqual([]);
+    // Half the samples below is less than breachPercent (80) of the window.
+    const hover = new CloudSim(back()).runCloud(40, (t) => [{ pod: "web", cpu: t % 2 ? 15 : 25 }]);
+    expect(hover.fired()).toEqual([]);
+    // At the level is not below it.
+    expect(new CloudSim(back()).runCloud(40, () => [{ pod: "web", cpu: 20 }]).fired()).toEqual([]);
+  });
+
+  it("never returns without returnToEdge, nor on samples of an edge node", () => {
+    expect(new CloudSim(policy()).runCloud(40, () => [{ pod: "web", cpu: 1 }]).fired()).toEqual([]);
+    const onEdge = new CloudSim(back()).runCloud(40, () => [
+      { pod: "web", node: "edge-a", cpu: 1 },
+    ]);
+    expect(onEdge.fired()).toEqual([]);
+  });
+
+  it("every level must hold, and every busy container keeps its pod", () => {
+    const both = back({
+      returnToEdge: { cpuPercent: 20, memoryPercent: 30, windowSeconds: 10, cooldownSeconds: 0 },
+    });
+    const memHigh = new CloudSim(both).runCloud(40, () => [{ pod: "web", cpu: 1, mem: 50 }]);
+    expect(memHigh.fired()).toEqual([]);
+    const sidecarBusy = new CloudSim(back()).runCloud(40, () => [
+      { pod: "web", container: "app", cpu: 1 },
+      { pod: "web", container: "cache", cpu: 60 },
+    ]);
+    expect(sidecarBusy.fired()).toEqual([]);
+    const bothIdle = new CloudSim(back()).runCloud(40, () => [
+      { pod: "web", container: "app", cpu: 1 },
+      { pod: "web", container: "cache", cpu: 2 },
+    ]);
+    expect(bothIdle.fired()).toHaveLength(1);
+  });
+
+  it("the application's level: only readings count, a failed scrape or an absent series never does", () => {
+    const app = back({
+      thresholds: {
+        application: {
+          port: 8080,
+          metric: "req_total",
+          type: "Counter",
+          per: "Minute",
+          triggerValue: 100,
+        },
+      },
+      returnToEdge: { applicationValue: 10, windowSeconds: 10, cooldownSeconds: 0 },
+    });
+    const failing = new CloudSim(app).runCloud(40, (t) => [
+      { pod: "web", cpu: 1, app: t % 2 ? "scrape_failed" : "absent" },
+    ]);
+    expect(failing.fired()).toEqual([]);
+    const idle = new CloudSim(app).runCloud(40, () => [{ pod: "web", cpu: 1, app: 2 }]);
+    expect(idle.fired()).toEqual([{ tick: 9, pod: "web", metric: "application" }]);
+    expect(idle.decisions[0]?.series).toBe("req_total rate per minute");
+  });
+
+  it("the return cooldown counts from the pod's arrival, either way: no ping-pong within it", () => {
+    // web arrived in the cloud at tick 0; web-back arrived on the edge at tick 0.
+    const arrived = new Map([
+      ["shop/web", T0],
+      ["shop/web-back", T0],
+    ]);
+    const engine = new DecisionEngine({ arrivedAt: (ns, pod) => arrived.get(`${ns}/${pod}`) });
+    const p = back({ returnToEdge: { cpuPercent: 20, windowSeconds: 10, cooldownSeconds: 30 } });
+    const sim = new CloudSim(p, "edge", engine);
+    sim.runCloud(40, () => [{ pod: "web", cpu: 1 }]);
+    // Idle from the start, but it may return only 30 s after it arrived.
+    expect(sim.fired()).toEqual([{ tick: 30, pod: "web", metric: "cpu" }]);
+
+    // Back on the edge, a load over the trigger moves it out only after the cooldown too.
+    const out = new Sim(
+      p,
+      "edge",
+      new DecisionEngine({ arrivedAt: (ns, pod) => arrived.get(`${ns}/${pod}`) }),
+    );
+    out.run(40, () => [{ pod: "web-back", cpu: 95 }]);
+    expect(out.fired()).toEqual([{ tick: 30, pod: "web-back", metric: "cpu" }]);
+    // Without returnToEdge an arrival means nothing (no cooldown of its own).
+    const plain = new Sim(
+      policy({ cooldownSeconds: 0 }),
+      "edge",
+      new DecisionEngine({ arrivedAt: () => T0 }),
+    );
+    expect(plain.run(20, () => [{ pod: "web-back", cpu: 95 }]).fired()).toEqual([
+      { tick: 9, pod: "web-back", metric: "cpu" },
+    ]);
+  });
+
+  it("a load that swings across both levels moves the pod at most once per cooldown", () => {
+    // 15 s above the trigger, 15 s below the return level, over and over, for 3 minutes.
+    const arrivals = new Map<string, number>();
+    const engine = new DecisionEngine({ arrivedAt: (ns, pod) => arrivals.get(`${ns}/${pod}`) });
+    const p = back({ returnToEdge: { cpuPercent: 20, windowSeconds: 10, cooldownSeconds: 60 } });
+    const sim = new CloudSim(p, "edge", engine);
+    let where: "edge" | "cloud" = "edge";
+    let pod = "web";
+    const moves: { tick: number; to: string }[] = [];
+    for (let t = 0; t < 180; t++) {
+      const cpu = Math.floor(t / 15) % 2 === 0 ? 95 : 5;
+      const before = sim.decisions.length;
+      if (where === "edge") sim.step([{ pod, cpu }]);
+      else sim.stepCloud([{ pod, cpu }]);
+      const d = sim.decisions[before];
+      if (!d) continue;
+      // The migration runs and ends at once; the pod arrives under a new name.
+      engine.migrationFinished(d.namespace, d.pod, sim.now(t));
+      where = where === "edge" ? "cloud" : "edge";
+      pod = `${pod}-x`;
+      arrivals.set(`shop/${pod}`, sim.ts(t));
+      moves.push({ tick: t, to: where });
+    }
+    expect(moves.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < moves.length; i++) {
+      expect((moves[i]?.tick ?? 0) - (moves[i - 1]?.tick ?? 0)).toBeGreaterThanOrEqual(60);
+    }
+  });
+
+  it("shares the EdgeNode's in-flight cap with moves out, and a deferred return waits", () => {
+    const sim = new CloudSim(back());
+    sim.engine.migrationStarted("shop", "other", "edge-a");
+    sim.runCloud(20, () => [{ pod: "web", cpu: 1 }]);
+    expect(sim.fired()).toEqual([]);
+    sim.engine.migrationFinished("shop", "other", sim.now());
+    sim.runCloud(1, () => [{ pod: "web", cpu: 1 }]);
+    expect(sim.fired()).toEqual([{ tick: 20, pod: "web", metric: "cpu" }]);
+    // No edge node can take it: not in flight, judged again only after 10 s.
+    sim.engine.deferReturn("shop", "web", sim.now(20), 10_000);
+    expect(sim.engine.inFlightCount("edge")).toBe(0);
+    sim.runCloud(15, () => [{ pod: "web", cpu: 1 }]);
+    expect(sim.fired().map((f) => f.tick)).toEqual([20, 30]);
+    // A return started elsewhere (found at start-up) counts too.
+    const other = new CloudSim(back());
+    other.engine.migrationStarted("shop", "web", "cloud-1", "edge");
+    expect(other.engine.inFlightCount("edge")).toBe(1);
+  });
+});

@@ -5,6 +5,7 @@ import { seriesText } from "../../sidecar/app-metric.ts";
 import type { Sample } from "../../sidecar/protocol.ts";
 import type {
   ApplicationThreshold,
+  Direction,
   Metric,
   ResourceThreshold,
   Thresholds,
@@ -33,8 +34,18 @@ export interface EdgeNodePolicy {
   cooldownSeconds: number;
   maxConcurrentMigrations: number;
   thresholds: Thresholds;
+  /** The way back (EdgeNode spec.returnToEdge, defaults applied); absent: pods stay in the cloud. */
+  returnToEdge?: ReturnPolicy;
   /** The nodes this EdgeNode matches; allocatable is needed only for node-level thresholds. */
   nodes: Record<string, NodeAllocatable | undefined>;
+}
+
+export interface ReturnPolicy {
+  cpuPercent?: number;
+  memoryPercent?: number;
+  applicationValue?: number;
+  windowSeconds: number;
+  cooldownSeconds: number;
 }
 
 /** What the engine needs of a sample. */
@@ -67,6 +78,8 @@ export interface Decision {
   threshold: number;
   /** Metric application: the series and how it was read. */
   series?: string;
+  /** ToEdge: a return (the reason is BelowReturnLevel, threshold the return level); absent: ToCloud. */
+  direction?: Direction;
   windowSeconds: number;
   /** RFC 3339 time of the sample that decided it. */
   sampledAt: string;
@@ -109,6 +122,13 @@ export interface DecisionEngineOptions {
    * of its node's. Default: every pod.
    */
   movable?: (namespace: string, pod: string, node: string) => boolean;
+  /**
+   * When the pod arrived where it runs by a migration (its restored pod was
+   * created), in ms since the epoch; undefined for a pod that never moved.
+   * With returnToEdge, a moved pod moves again (either way) only its
+   * cooldownSeconds after that.
+   */
+  arrivedAt?: (namespace: string, pod: string, node: string) => number | undefined;
 }
 
 interface Point {
@@ -136,6 +156,8 @@ interface ContainerState {
   armed: Record<ContainerMetric, boolean>;
   /** Only samples from here on count as evidence (set on rearm). */
   since: Record<ContainerMetric, number>;
+  /** A pod in the cloud that may return: the EdgeNode it returns to. */
+  returnTo?: string;
 }
 
 interface NodePoint {
@@ -168,6 +190,16 @@ interface Policy extends EdgeNodePolicy {
   intervalMs: number;
   windowMs: number;
   cooldownMs: number;
+  /** returnToEdge's window and cooldown. */
+  returnWindowMs: number;
+  returnCooldownMs: number;
+}
+
+/** What a window is judged by: its length, the sampling interval and the share that must count. */
+interface WindowRule {
+  intervalMs: number;
+  windowMs: number;
+  breachPercent: number;
 }
 
 const podKey = (namespace: string, pod: string) => `${namespace}/${pod}`;
@@ -204,20 +236,59 @@ function normalize(p: EdgeNodePolicy): Policy {
     problems.push("breachPercent must be 1-100");
   if (!(p.cooldownSeconds >= 0)) problems.push("cooldownSeconds must be >= 0");
   if (!(p.maxConcurrentMigrations >= 1)) problems.push("maxConcurrentMigrations must be >= 1");
+  const r = p.returnToEdge;
+  if (r) {
+    if (!(r.windowSeconds >= p.samplingIntervalSeconds))
+      problems.push("returnToEdge.windowSeconds must be >= samplingIntervalSeconds");
+    if (!(r.cooldownSeconds >= 0)) problems.push("returnToEdge.cooldownSeconds must be >= 0");
+    if (
+      r.cpuPercent === undefined &&
+      r.memoryPercent === undefined &&
+      r.applicationValue === undefined
+    )
+      problems.push("returnToEdge needs at least one level");
+  }
   if (problems.length) throw new RangeError(`Invalid EdgeNode policy: ${problems.join("; ")}`);
   return {
     ...p,
     intervalMs: p.samplingIntervalSeconds * 1000,
     windowMs: p.sustainedWindowSeconds * 1000,
     cooldownMs: p.cooldownSeconds * 1000,
+    returnWindowMs: (r?.windowSeconds ?? 0) * 1000,
+    returnCooldownMs: (r?.cooldownSeconds ?? 0) * 1000,
   };
 }
 
 /**
  * True when the points cover the whole window ending at `end` (the first interval may be
- * half missing, 10% of the samples may be lost) and at least breachPercent% of them are
- * above `trigger`. `end` is on the points' own clock: a monitor's clock for its samples.
+ * half missing, 10% of the samples may be lost) and at least breachPercent% of them
+ * count. `end` is on the points' own clock: a monitor's clock for its samples.
  */
+function sustained<P extends { ts: number }>(
+  points: readonly P[],
+  counts: (p: P) => boolean,
+  since: number,
+  rule: WindowRule,
+  end: number,
+): boolean {
+  const { intervalMs: interval, windowMs: window } = rule;
+  const start = end - window;
+  let count = 0;
+  let hits = 0;
+  let oldest = Number.POSITIVE_INFINITY;
+  for (const p of points) {
+    if (p.ts <= start || p.ts < since || p.ts > end) continue;
+    count++;
+    if (counts(p)) hits++;
+    if (p.ts < oldest) oldest = p.ts;
+  }
+  const expected = Math.max(1, Math.round(window / interval));
+  if (count < Math.ceil(expected * (1 - MISSING_SAMPLES_TOLERATED))) return false;
+  if (oldest > start + 1.5 * interval) return false;
+  return hits * 100 >= rule.breachPercent * count;
+}
+
+/** A sustained breach: breachPercent% of the window's samples above `trigger`. */
 function sustainedBreach<P extends { ts: number }>(
   points: readonly P[],
   value: (p: P) => number | undefined,
@@ -226,22 +297,14 @@ function sustainedBreach<P extends { ts: number }>(
   policy: Policy,
   end: number,
 ): boolean {
-  const { intervalMs: interval, windowMs: window } = policy;
-  const start = end - window;
-  let count = 0;
-  let above = 0;
-  let oldest = Number.POSITIVE_INFINITY;
-  for (const p of points) {
-    if (p.ts <= start || p.ts < since || p.ts > end) continue;
-    count++;
-    // No value (a failed scrape, an absent series) is a sample that does not breach.
-    if ((value(p) ?? Number.NEGATIVE_INFINITY) > trigger) above++;
-    if (p.ts < oldest) oldest = p.ts;
-  }
-  const expected = Math.max(1, Math.round(window / interval));
-  if (count < Math.ceil(expected * (1 - MISSING_SAMPLES_TOLERATED))) return false;
-  if (oldest > start + 1.5 * interval) return false;
-  return above * 100 >= policy.breachPercent * count;
+  // No value (a failed scrape, an absent series) is a sample that does not breach.
+  return sustained(
+    points,
+    (p) => (value(p) ?? Number.NEGATIVE_INFINITY) > trigger,
+    since,
+    policy,
+    end,
+  );
 }
 
 export class DecisionEngine {
@@ -251,14 +314,18 @@ export class DecisionEngine {
   readonly #nodes = new Map<string, NodeState>();
   /** Pod key -> source node of its migration in flight. */
   readonly #inFlight = new Map<string, string>();
+  /** Pod key -> EdgeNode, for migrations in flight from a node no EdgeNode owns (returns). */
+  readonly #inFlightEdgeNode = new Map<string, string>();
   /** When the engine itself decided a pod in flight, until a Migration for it is seen. */
   readonly #decidedAt = new Map<string, number>();
   readonly #podCooldownUntil = new Map<string, number>();
   readonly #nodeCooldownUntil = new Map<string, number>();
   readonly #movable: NonNullable<DecisionEngineOptions["movable"]>;
+  readonly #arrivedAt: NonNullable<DecisionEngineOptions["arrivedAt"]>;
 
   constructor(opts: DecisionEngineOptions = {}) {
     this.#movable = opts.movable ?? (() => true);
+    this.#arrivedAt = opts.arrivedAt ?? (() => undefined);
   }
 
   /** Adds or replaces an EdgeNode's policy and node list. A node belongs to one EdgeNode: the last to claim it. */
@@ -269,11 +336,22 @@ export class DecisionEngine {
     }
     this.#edgeNodes.set(edgeNode, normalized);
     for (const node of Object.keys(policy.nodes)) this.#edgeOfNode.set(node, edgeNode);
+    if (!policy.returnToEdge) this.#dropReturning(edgeNode);
   }
 
   removeEdgeNode(edgeNode: string): void {
     for (const [node, owner] of this.#edgeOfNode) if (owner === edgeNode) this.#dropNode(node);
+    this.#dropReturning(edgeNode);
     this.#edgeNodes.delete(edgeNode);
+  }
+
+  /** Forgets the samples of the cloud pods that may return to `edgeNode`. */
+  #dropReturning(edgeNode: string): void {
+    for (const [key, c] of this.#containers) {
+      if (c.returnTo !== edgeNode) continue;
+      this.#containers.delete(key);
+      this.#nodes.get(c.node)?.containers.delete(key);
+    }
   }
 
   #dropNode(node: string): void {
@@ -282,8 +360,13 @@ export class DecisionEngine {
     this.#nodes.delete(node);
   }
 
-  /** Records one verified sample; returns the migrations to start now (each already counted in flight). */
-  observe(sample: Observation, now: number): Decision[] {
+  /**
+   * Records one verified sample; returns the migrations to start now (each
+   * already counted in flight). `returnTo`: the sample is of a pod in the cloud
+   * that may return to that EdgeNode (see #observeReturning).
+   */
+  observe(sample: Observation, now: number, returnTo?: string): Decision[] {
+    if (returnTo !== undefined) return this.#observeReturning(sample, now, returnTo);
     const edgeNode = this.#edgeOfNode.get(sample.node);
     const policy = edgeNode ? this.#edgeNodes.get(edgeNode) : undefined;
     if (!edgeNode || !policy) return [];
@@ -292,16 +375,7 @@ export class DecisionEngine {
     const last = c.points.at(-1);
     if (last && sample.ts <= last.ts) return [];
     c.lastArrival = now;
-    c.points.push({
-      ts: sample.ts,
-      cpuPercent: sample.cpuPercent,
-      memoryPercent: sample.memoryPercent,
-      cpuCores: sample.cpuCores,
-      memoryBytes: sample.memoryBytes,
-      ...(sample.appStatus === "ok" && sample.appValue !== undefined
-        ? { app: sample.appValue }
-        : {}),
-    });
+    c.points.push(this.#point(sample));
     const keepFrom = sample.ts - policy.windowMs;
     const firstKept = c.points.findIndex((p) => p.ts > keepFrom);
     if (firstKept > 0) c.points.splice(0, firstKept);
@@ -313,6 +387,108 @@ export class DecisionEngine {
     const pressure = this.#evaluateNode(sample.node, edgeNode, policy, now);
     if (pressure) decisions.push(pressure);
     return decisions;
+  }
+
+  #point(sample: Observation): Point {
+    return {
+      ts: sample.ts,
+      cpuPercent: sample.cpuPercent,
+      memoryPercent: sample.memoryPercent,
+      cpuCores: sample.cpuCores,
+      memoryBytes: sample.memoryBytes,
+      ...(sample.appStatus === "ok" && sample.appValue !== undefined
+        ? { app: sample.appValue }
+        : {}),
+    };
+  }
+
+  /**
+   * A sample of a pod edgeshift moved to the cloud: the pod returns once every
+   * container of it with fresh samples has stayed below every returnToEdge
+   * level for the return window (breachPercent of its samples), subject to the
+   * same in-flight cap, opt-out and cooldowns as a move out. Whether an edge
+   * node can take it is the caller's to check.
+   */
+  #observeReturning(sample: Observation, now: number, edgeNode: string): Decision[] {
+    const policy = this.#edgeNodes.get(edgeNode);
+    const r = policy?.returnToEdge;
+    if (!policy || !r || this.#edgeOfNode.has(sample.node)) return [];
+    const c = this.#container(sample);
+    c.returnTo = edgeNode;
+    const last = c.points.at(-1);
+    if (last && sample.ts <= last.ts) return [];
+    c.lastArrival = now;
+    c.points.push(this.#point(sample));
+    const keepFrom = sample.ts - Math.max(policy.returnWindowMs, policy.windowMs);
+    const firstKept = c.points.findIndex((p) => p.ts > keepFrom);
+    if (firstKept > 0) c.points.splice(0, firstKept);
+
+    if (!this.#eligible(c.namespace, c.pod, c.node, edgeNode, policy, now)) return [];
+    const levels: [ContainerMetric, number | undefined, (p: Point) => number | undefined][] = [
+      ["cpu", r.cpuPercent, (p) => p.cpuPercent],
+      ["memory", r.memoryPercent, (p) => p.memoryPercent],
+      ["application", r.applicationValue, (p) => p.app],
+    ];
+    const set = levels.filter(([, level]) => level !== undefined) as [
+      ContainerMetric,
+      number,
+      (p: Point) => number | undefined,
+    ][];
+    const rule = {
+      intervalMs: policy.intervalMs,
+      windowMs: policy.returnWindowMs,
+      breachPercent: policy.breachPercent,
+    };
+    const siblings = [...this.#containers.values()].filter(
+      (o) => o.namespace === c.namespace && o.pod === c.pod && o.podUid === c.podUid,
+    );
+    for (const o of siblings) {
+      if (o !== c && !this.#fresh(o, policy, now)) continue;
+      const end = o.points.at(-1)?.ts ?? 0;
+      for (const [, level, value] of set) {
+        // No value (a failed scrape, an absent series) is no evidence of idleness.
+        const below = (p: Point) => {
+          const v = value(p);
+          return v !== undefined && v < level;
+        };
+        if (!sustained(o.points, below, 0, rule, end)) return [];
+      }
+    }
+    const [metric, level, value] = set[0] as (typeof set)[number];
+    this.#inFlight.set(podKey(c.namespace, c.pod), c.node);
+    this.#inFlightEdgeNode.set(podKey(c.namespace, c.pod), edgeNode);
+    this.#decidedAt.set(podKey(c.namespace, c.pod), now);
+    const latest = c.points.findLast((p) => value(p) !== undefined);
+    const app = policy.thresholds.application;
+    return [
+      {
+        namespace: c.namespace,
+        pod: c.pod,
+        podUid: c.podUid,
+        container: c.container,
+        edgeNode,
+        node: c.node,
+        metric,
+        value: round2((latest && value(latest)) ?? 0),
+        threshold: level,
+        ...(metric === "application" && app ? { series: appSeries(app) } : {}),
+        direction: "ToEdge",
+        windowSeconds: r.windowSeconds,
+        sampledAt: new Date(sample.ts).toISOString(),
+      },
+    ];
+  }
+
+  /**
+   * No edge node can take a pod the engine decided to return: it is not in
+   * flight, and stays where it is for `forMs` before it is judged again.
+   */
+  deferReturn(namespace: string, pod: string, now: number, forMs: number): void {
+    this.release(namespace, pod);
+    this.#podCooldownUntil.set(
+      podKey(namespace, pod),
+      Math.max(now + forMs, this.#podCooldownUntil.get(podKey(namespace, pod)) ?? 0),
+    );
   }
 
   #container(s: Observation): ContainerState {
@@ -538,13 +714,20 @@ export class DecisionEngine {
     if (!this.#movable(namespace, pod, node)) return false;
     if ((this.#podCooldownUntil.get(key) ?? 0) > now) return false;
     if ((this.#nodeCooldownUntil.get(node) ?? 0) > now) return false;
+    if (policy.returnToEdge) {
+      // A moved pod stays where it arrived for the return cooldown, either way.
+      const arrived = this.#arrivedAt(namespace, pod, node);
+      if (arrived !== undefined && now < arrived + policy.returnCooldownMs) return false;
+    }
     return this.inFlightCount(edgeNode) < policy.maxConcurrentMigrations;
   }
 
-  /** Migrations in flight from the nodes of one EdgeNode. */
+  /** Migrations in flight of one EdgeNode's pods: from its nodes, and returns to them. */
   inFlightCount(edgeNode: string): number {
     let n = 0;
-    for (const node of this.#inFlight.values()) if (this.#edgeOfNode.get(node) === edgeNode) n++;
+    for (const [key, node] of this.#inFlight) {
+      if ((this.#edgeOfNode.get(node) ?? this.#inFlightEdgeNode.get(key)) === edgeNode) n++;
+    }
     return n;
   }
 
@@ -552,23 +735,29 @@ export class DecisionEngine {
    * A migration the engine did not decide (created by hand, or found at start-up) is in
    * flight: it blocks the pod and counts against the EdgeNode's cap. Idempotent.
    */
-  migrationStarted(namespace: string, pod: string, node: string): void {
+  migrationStarted(namespace: string, pod: string, node: string, edgeNode?: string): void {
     this.#inFlight.set(podKey(namespace, pod), node);
+    if (edgeNode !== undefined && !this.#edgeOfNode.has(node))
+      this.#inFlightEdgeNode.set(podKey(namespace, pod), edgeNode);
   }
 
   /** A migration ended (either way): the pod and its source node cool down from `now`. */
   migrationFinished(namespace: string, pod: string, now: number): void {
     const key = podKey(namespace, pod);
     const node = this.#inFlight.get(key);
+    const returning = this.#inFlightEdgeNode.get(key);
     this.#inFlight.delete(key);
+    this.#inFlightEdgeNode.delete(key);
     this.#decidedAt.delete(key);
     if (node === undefined) return;
-    const edgeNode = this.#edgeOfNode.get(node);
+    const edgeNode = this.#edgeOfNode.get(node) ?? returning;
     const policy = edgeNode ? this.#edgeNodes.get(edgeNode) : undefined;
     const until = now + (policy?.cooldownMs ?? 0);
     for (const [k, t] of this.#podCooldownUntil) if (t <= now) this.#podCooldownUntil.delete(k);
     this.#podCooldownUntil.set(key, until);
-    this.#nodeCooldownUntil.set(node, Math.max(until, this.#nodeCooldownUntil.get(node) ?? 0));
+    // The node cooldown relieves an edge node; a cloud node's returns are not held back by it.
+    if (this.#edgeOfNode.has(node))
+      this.#nodeCooldownUntil.set(node, Math.max(until, this.#nodeCooldownUntil.get(node) ?? 0));
     // The node's load changed when the pod left (or did not): judge it on new samples only.
     const n = this.#nodes.get(node);
     if (n) n.since = now + 1;
@@ -581,6 +770,7 @@ export class DecisionEngine {
    */
   release(namespace: string, pod: string): boolean {
     this.#decidedAt.delete(podKey(namespace, pod));
+    this.#inFlightEdgeNode.delete(podKey(namespace, pod));
     return this.#inFlight.delete(podKey(namespace, pod));
   }
 
@@ -600,6 +790,7 @@ export class DecisionEngine {
       const decided = this.#decidedAt.get(key);
       if (decided !== undefined && now - decided < graceMs) continue;
       this.#inFlight.delete(key);
+      this.#inFlightEdgeNode.delete(key);
       this.#decidedAt.delete(key);
       released.push(key);
     }

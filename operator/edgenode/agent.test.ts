@@ -37,6 +37,20 @@ describe("agentDaemonSet", () => {
     ]);
   });
 
+  it("with returnToEdge runs on the cloud nodes too (the terms are ORed), without it on the edge nodes only", () => {
+    const terms = (e: EdgeNode) =>
+      agentDaemonSet(e, { namespace: "edgeshift-system", image: "img" }).spec?.template.spec
+        ?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+    expect(terms(en)).toEqual([
+      { matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) },
+    ]);
+    const back: EdgeNode = { ...en, spec: { ...en.spec, returnToEdge: { cpuPercent: 20 } } };
+    expect(terms(back)).toEqual([
+      { matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) },
+      { matchExpressions: [{ key: "cloud", operator: "In", values: ["true"] }] },
+    ]);
+  });
+
   it("is owned by the EdgeNode, mounts the checkpoint dir and the registry secret, and holds no credential", () => {
     const ds = agentDaemonSet(en, { namespace: "edgeshift-system", image: "img:1" });
     expect(ds.metadata?.ownerReferences?.[0]).toMatchObject({

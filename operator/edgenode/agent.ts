@@ -130,7 +130,8 @@ export interface AgentSettings {
 }
 
 /**
- * The edge agent of one EdgeNode: a DaemonSet on exactly that EdgeNode's nodes,
+ * The edge agent of one EdgeNode: a DaemonSet on exactly that EdgeNode's nodes
+ * (and, with returnToEdge, its cloud nodes),
  * owned by the EdgeNode (so it goes when the EdgeNode goes), with the kubelet's
  * checkpoint directory and the registry credentials mounted. Its ServiceAccount
  * (agentServiceAccount) may only create nodes/checkpoint, read Migrations and
@@ -220,8 +221,13 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
           affinity: {
             nodeAffinity: {
               requiredDuringSchedulingIgnoredDuringExecution: {
+                // Terms are ORed: with returnToEdge, the cloud nodes too, where the
+                // pods that may return are checkpointed.
                 nodeSelectorTerms: [
                   { matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) },
+                  ...(en.spec.returnToEdge
+                    ? [{ matchExpressions: nodeSelectorRequirements(en.spec.cloud.nodeSelector) }]
+                    : []),
                 ],
               },
             },

@@ -10,10 +10,12 @@ import type {
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Gauge, type Registry } from "prom-client";
+import { HIDDEN_VALUE, toLabelValue } from "../../migration/restore/pod.ts";
 import { matchesLabelSelector } from "../api/labels.ts";
 import {
   API_VERSION,
   EDGENODE_KIND,
+  EDGENODE_LABEL,
   EDGENODE_PLURAL,
   EDGENODE_SPEC_DEFAULTS,
   type EdgeNode,
@@ -97,6 +99,8 @@ export class EdgeNodeController {
   readonly nodes: SupervisedInformer<V1Node>;
   private readonly queue: WorkQueue;
   private readonly watchers = new Map<string, PodWatcher>();
+  /** Per EdgeNode with returnToEdge: the pods it moved to the cloud, which may return. */
+  private readonly cloudWatchers = new Map<string, PodWatcher>();
   private readonly watcherGauge: Gauge;
   private running = false;
   private hooks: EdgeNodeHooks = {};
@@ -165,18 +169,50 @@ export class EdgeNodeController {
     return undefined;
   }
 
-  /** A monitored pod on an edge node, with the EdgeNode that owns the node. */
+  /**
+   * A monitored pod on an edge node, with the EdgeNode that owns the node; or
+   * (returning) a monitored pod in the cloud, with the EdgeNode it may return to.
+   */
   monitoredPod(
     node: string,
     namespace: string,
     name: string,
-  ): { pod: V1Pod; edgeNode: string } | undefined {
+  ): { pod: V1Pod; edgeNode: string; returning?: true } | undefined {
     for (const w of this.watchers.values()) {
       if (w.node !== node) continue;
       const pod = w.pod(namespace, name);
       if (pod) return { pod, edgeNode: w.edgeNode };
     }
+    for (const w of this.cloudWatchers.values()) {
+      const pod = w.pod(namespace, name);
+      if (pod && pod.spec?.nodeName === node) return { pod, edgeNode: w.edgeNode, returning: true };
+    }
     return undefined;
+  }
+
+  /** The nodes of an EdgeNode (those it owns) and the pods bound to each, from the pod watchers. */
+  edgeNodesOf(edgeNode: string): { nodes: V1Node[]; podsByNode: Map<string, V1Pod[]> } {
+    const nodes: V1Node[] = [];
+    const podsByNode = new Map<string, V1Pod[]>();
+    for (const w of this.watchersFor(edgeNode)) {
+      const n = this.nodes.get(w.node);
+      if (!n) continue;
+      nodes.push(n);
+      podsByNode.set(w.node, [...w.allPods()]);
+    }
+    return { nodes, podsByNode };
+  }
+
+  /** A pod of the cloud watcher of `edgeNode` may return: on one of its cloud nodes, and not mid-migration. */
+  private mayReturn(edgeNode: string, pod: V1Pod): boolean {
+    const node = pod.spec?.nodeName;
+    const en = this.edgeNodes.get(edgeNode);
+    if (!node || !en?.spec.returnToEdge || this.ownerOf(node)) return false;
+    const n = this.nodes.get(node);
+    if (!n || !matchesLabelSelector(en.spec.cloud.nodeSelector, n.metadata?.labels ?? {}))
+      return false;
+    // A restored pod still hidden from its owner is mid-migration.
+    return !Object.values(pod.metadata?.labels ?? {}).includes(HIDDEN_VALUE);
   }
 
   /** Caches are warmed by every replica, so a new leader starts at once. */
@@ -192,7 +228,7 @@ export class EdgeNodeController {
     return (
       this.edgeNodes.healthy &&
       this.nodes.healthy &&
-      [...this.watchers.values()].every((w) => w.healthy)
+      [...this.watchers.values(), ...this.cloudWatchers.values()].every((w) => w.healthy)
     );
   }
 
@@ -210,8 +246,11 @@ export class EdgeNodeController {
   async stop(): Promise<void> {
     this.running = false;
     await this.queue.shutdown();
-    await Promise.all([...this.watchers.values()].map((w) => w.stop()));
+    await Promise.all(
+      [...this.watchers.values(), ...this.cloudWatchers.values()].map((w) => w.stop()),
+    );
     this.watchers.clear();
+    this.cloudWatchers.clear();
     this.watcherGauge.set(0);
     await Promise.all([this.edgeNodes.stop(), this.nodes.stop()]);
   }
@@ -225,12 +264,51 @@ export class EdgeNodeController {
     this.log.info({ edgeNode: w.edgeNode, node: w.node }, "Stopped pod watcher");
   }
 
+  private async stopCloudWatcher(name: string): Promise<void> {
+    const w = this.cloudWatchers.get(name);
+    if (!w) return;
+    this.cloudWatchers.delete(name);
+    await w.stop();
+    this.log.info({ edgeNode: name }, "Stopped cloud pod watcher");
+  }
+
   private ensureWatcher(en: EdgeNode, node: string): PodWatcher {
     const name = en.metadata.name ?? "";
     const key = `${name}/${node}`;
     const existing = this.watchers.get(key);
     if (existing) return existing;
-    const w = new PodWatcher(
+    const w = this.newWatcher(name, { node });
+    this.watchers.set(key, w);
+    this.watcherGauge.set(this.watchers.size);
+    w.start()
+      .then(() => this.queue.add(name))
+      .catch((err) => this.log.error({ err, node }, "Pod watcher failed to start"));
+    this.log.info({ edgeNode: name, node }, "Started pod watcher");
+    return w;
+  }
+
+  /** returnToEdge: monitors for the pods this EdgeNode moved to the cloud (they carry its label). */
+  private ensureCloudWatcher(name: string): PodWatcher {
+    const existing = this.cloudWatchers.get(name);
+    if (existing) return existing;
+    const w = this.newWatcher(name, {
+      node: "",
+      labelSelector: `${EDGENODE_LABEL}=${toLabelValue(name)}`,
+      admit: (pod) => this.mayReturn(name, pod),
+    });
+    this.cloudWatchers.set(name, w);
+    w.start()
+      .then(() => this.queue.add(name))
+      .catch((err) => this.log.error({ err, edgeNode: name }, "Cloud pod watcher failed to start"));
+    this.log.info({ edgeNode: name }, "Started cloud pod watcher");
+    return w;
+  }
+
+  private newWatcher(
+    name: string,
+    scope: { node: string; labelSelector?: string; admit?: (pod: V1Pod) => boolean },
+  ): PodWatcher {
+    return new PodWatcher(
       {
         kubeConfig: this.deps.kubeConfig,
         core: this.deps.core,
@@ -244,7 +322,7 @@ export class EdgeNodeController {
       },
       {
         edgeNode: name,
-        node,
+        ...scope,
         selection: () => this.edgeNodes.get(name)?.spec.pods,
         onPod: (pod) => {
           for (const fn of this.podListeners) fn(pod);
@@ -257,17 +335,10 @@ export class EdgeNodeController {
             EDGENODE_SPEC_DEFAULTS.samplingIntervalSeconds,
           application: this.edgeNodes.get(name)?.spec.thresholds.application,
         }),
-        nodeObject: () => this.nodes.get(node),
+        nodeObject: (pod) => this.nodes.get(pod.spec?.nodeName ?? ""),
         onChange: () => this.queue.add(name),
       },
     );
-    this.watchers.set(key, w);
-    this.watcherGauge.set(this.watchers.size);
-    w.start()
-      .then(() => this.queue.add(name))
-      .catch((err) => this.log.error({ err, node }, "Pod watcher failed to start"));
-    this.log.info({ edgeNode: name, node }, "Started pod watcher");
-    return w;
   }
 
   /** Checkpoints need the node-local agent; EdgeNodes without a registry cannot push one, so get none. */
@@ -320,6 +391,7 @@ export class EdgeNodeController {
     const en = this.edgeNodes.get(name);
     if (!en || en.metadata.deletionTimestamp) {
       for (const w of this.watchersFor(name)) await this.stopWatcher(`${name}/${w.node}`);
+      await this.stopCloudWatcher(name);
       this.hooks.onEdgeNodeGone?.(name);
       // The agent DaemonSet, ServiceAccount and ClusterRoleBinding are owned by
       // the EdgeNode: the garbage collector removes them.
@@ -345,6 +417,8 @@ export class EdgeNodeController {
     for (const w of this.watchersFor(name))
       if (!desired.has(w.node)) await this.stopWatcher(`${name}/${w.node}`);
     const watchers = matched.map((n) => this.ensureWatcher(en, n.metadata?.name ?? ""));
+    const cloudWatcher = en.spec.returnToEdge ? this.ensureCloudWatcher(name) : undefined;
+    if (!cloudWatcher) await this.stopCloudWatcher(name);
 
     const support: NodeSupport[] = matched.map((n) => ({
       name: n.metadata?.name ?? "",
@@ -419,6 +493,7 @@ export class EdgeNodeController {
       conditions,
       matchedNodes: matched.length,
       monitoredPods: watchers.reduce((sum, w) => sum + (w.hasSynced ? w.monitoredPods() : 0), 0),
+      cloudMonitoredPods: cloudWatcher?.hasSynced ? cloudWatcher.monitoredPods() : undefined,
       checkpointCapableNodes: capable,
       runtimeSupport: `${capable}/${matched.length} nodes`,
       nodes: support.map((s) => ({

@@ -53,11 +53,19 @@ export interface PodWatcherDeps {
 
 export interface PodWatcherSpec {
   edgeNode: string;
+  /** The edge node whose pods it watches; "" for a cloud watcher (labelSelector). */
   node: string;
+  /**
+   * A cloud watcher (returnToEdge): the pods this label selector matches, on
+   * whichever node, of which `admit` keeps those that may return.
+   */
+  labelSelector?: string;
+  admit?: (pod: V1Pod) => boolean;
   /** Read on every reconcile so EdgeNode spec changes apply to new injections. */
   selection: () => PodSelection | undefined;
   monitor: () => MonitorSettings;
-  nodeObject: () => V1Node | undefined;
+  /** The node the pod runs on (its allocatable stands in for a missing limit). */
+  nodeObject: (pod: V1Pod) => V1Node | undefined;
   /** Called when the number of monitored pods on this node changes. */
   onChange: () => void;
   /** Called with every pod of the node that is added, changed or deleted; it must only enqueue. */
@@ -65,8 +73,9 @@ export interface PodWatcherSpec {
 }
 
 /**
- * Watches the pods of one edge node and gives every eligible workload container
- * a monitor as an ephemeral container: no restart, the pod keeps its UID.
+ * Watches the pods of one edge node (or, a cloud watcher, the pods in the cloud
+ * that may return to the edge) and gives every eligible workload container a
+ * monitor as an ephemeral container: no restart, the pod keeps its UID.
  */
 export class PodWatcher {
   readonly edgeNode: string;
@@ -83,15 +92,16 @@ export class PodWatcher {
     this.spec = spec;
     this.edgeNode = spec.edgeNode;
     this.node = spec.node;
-    this.log = deps.log.child({ watcher: `${spec.edgeNode}/${spec.node}` });
-    const fieldSelector = `spec.nodeName=${spec.node}`;
+    this.log = deps.log.child({ watcher: `${spec.edgeNode}/${spec.node || "cloud"}` });
+    const labelSelector = spec.labelSelector;
+    const fieldSelector = labelSelector === undefined ? `spec.nodeName=${spec.node}` : undefined;
     this.queue = new WorkQueue({ name: "pods", metrics: deps.queueMetrics, log: this.log });
     this.informer = new SupervisedInformer<V1Pod>({
       kubeConfig: deps.kubeConfig,
       resource: "pods",
       path: "/api/v1/pods",
-      fieldSelector,
-      list: () => deps.core.listPodForAllNamespaces({ fieldSelector }),
+      ...(fieldSelector ? { fieldSelector } : { labelSelector }),
+      list: () => deps.core.listPodForAllNamespaces({ fieldSelector, labelSelector }),
       onChange: (pod) => {
         this.queue.add(`${pod.metadata?.namespace}/${pod.metadata?.name}`);
         this.countChanged();
@@ -137,6 +147,11 @@ export class PodWatcher {
     return this.informer.list().filter((p) => this.isEligible(p) && monitoredContainers(p) > 0);
   }
 
+  /** Every pod the informer holds (for an edge watcher, every pod bound to its node). */
+  allPods(): readonly V1Pod[] {
+    return this.informer.list();
+  }
+
   /** The pod if it is eligible and has at least one monitor. */
   pod(namespace: string, name: string): V1Pod | undefined {
     const p = this.informer.get(name, namespace);
@@ -144,6 +159,7 @@ export class PodWatcher {
   }
 
   private isEligible(pod: V1Pod): boolean {
+    if (this.spec.admit && !this.spec.admit(pod)) return false;
     return eligibility(pod, this.spec.selection(), this.deps.operatorNamespace).eligible;
   }
 
@@ -159,7 +175,7 @@ export class PodWatcher {
     const [namespace = "", name = ""] = key.split("/");
     const pod = this.informer.get(name, namespace);
     if (!pod || !this.isEligible(pod)) return undefined;
-    const missing = missingMonitors(pod, this.spec.nodeObject(), this.spec.monitor());
+    const missing = missingMonitors(pod, this.spec.nodeObject(pod), this.spec.monitor());
     if (missing.length === 0) return undefined;
     const uid = pod.metadata?.uid ?? "";
     const log = this.log.child({ pod: key });

@@ -3,6 +3,7 @@ import type {
   CustomObjectsApi,
   KubeConfig,
   V1ContainerStatus,
+  V1Node,
   V1PersistentVolume,
   V1PersistentVolumeClaim,
   V1Pod,
@@ -33,11 +34,12 @@ import {
 import { chooseTarget } from "../../migration/target/choose.ts";
 import { claimNames, volumeRefusals } from "../../migration/target/volumes.ts";
 import { formatDuration } from "../api/duration.ts";
-import { formatLabelSelector } from "../api/labels.ts";
+import { formatLabelSelector, matchesLabelSelector } from "../api/labels.ts";
 import { migrationFinished } from "../api/status.ts";
 import {
   API_VERSION,
   EDGENODE_LABEL,
+  type EdgeNode,
   GROUP,
   MIGRATION_KIND,
   MIGRATION_PLURAL,
@@ -283,10 +285,10 @@ export class MigrationController {
     const label = pod.metadata?.labels?.[MIGRATION_POD_LABEL];
     for (const m of this.deps.migrations.list(ns)) {
       if (migrationFinished(m) && !m.metadata.deletionTimestamp && !holdToRelease(m)) continue;
+      // A restored pod in the cloud is the original of its return (ToEdge) too.
       const ours =
-        label !== undefined
-          ? toLabelValue(m.metadata.name ?? "") === label
-          : m.spec.podName === pod.metadata?.name;
+        (label !== undefined && toLabelValue(m.metadata.name ?? "") === label) ||
+        m.spec.podName === pod.metadata?.name;
       if (ours) this.enqueue(m);
     }
   }
@@ -441,7 +443,8 @@ export class MigrationController {
     const pod = await this.readPod(ns, m.spec.podName);
     if (!pod) throw new Failure("PodNotFound", `pod ${ns}/${m.spec.podName} does not exist`);
     const source = pod.spec?.nodeName ?? "";
-    const en = this.deps.edgeNodes.ownerOf(source);
+    const toEdge = m.spec.direction === "ToEdge";
+    const en = toEdge ? this.returnEdgeNode(pod, source) : this.deps.edgeNodes.ownerOf(source);
     if (!en)
       throw new Failure(
         "NotOnEdgeNode",
@@ -488,17 +491,27 @@ export class MigrationController {
       }
     }
 
+    // A return goes to the EdgeNode's own nodes, which must be able to checkpoint it again.
+    const candidates = toEdge
+      ? this.deps.edgeNodes.edgeNodesOf(en.metadata.name ?? "").nodes
+      : [...this.deps.edgeNodes.nodes.list()];
     const choose = (checkpoint: boolean, podsByNode: Map<string, V1Pod[]>) =>
       chooseTarget({
         pod,
         sourceNode,
-        candidates: [...this.deps.edgeNodes.nodes.list()],
+        candidates,
         podsByNode,
-        cloudSelector: en.spec.cloud.nodeSelector,
+        cloudSelector: toEdge ? en.spec.nodeSelector : en.spec.cloud.nodeSelector,
+        ...(toEdge
+          ? {
+              side: "edge" as const,
+              targetMustCheckpoint: (en.spec.restorePolicy ?? "checkpoint") === "checkpoint",
+            }
+          : {}),
         targetNode: m.spec.targetNode,
         checkpoint,
       });
-    const podsByNode = await this.podsByNode();
+    const podsByNode = await this.podsByNode(toEdge ? candidates : undefined);
     let target = choose(policy === "checkpoint", podsByNode);
     if (!target.ok && policy === "checkpoint" && fallback) {
       // No cloud node restores this runtime's checkpoints (other runtime family,
@@ -615,12 +628,57 @@ export class MigrationController {
     return volumeRefusals({ pod, target, claims, volumes });
   }
 
-  private async podsByNode(): Promise<Map<string, V1Pod[]>> {
+  /**
+   * ToEdge: the EdgeNode a pod in the cloud returns to: the one named by its
+   * restored pod's label, with returnToEdge, whose cloud nodes include the
+   * pod's node. Else a NotReturnable failure.
+   */
+  private returnEdgeNode(pod: V1Pod, source: string): EdgeNode {
+    const name = pod.metadata?.name ?? "";
+    const label = pod.metadata?.labels?.[EDGENODE_LABEL];
+    if (!label || !pod.metadata?.labels?.[MIGRATION_POD_LABEL])
+      throw new Failure(
+        "NotReturnable",
+        `pod ${name} was not moved to the cloud by edgeshift (it has no ${EDGENODE_LABEL} label)`,
+      );
+    const en = this.deps.edgeNodes.edgeNodes
+      .list()
+      .find((e) => toLabelValue(e.metadata.name ?? "") === label && !e.metadata.deletionTimestamp);
+    if (!en) throw new Failure("NotReturnable", `the EdgeNode ${label} of pod ${name} is gone`);
+    if (!en.spec.returnToEdge)
+      throw new Failure(
+        "NotReturnable",
+        `EdgeNode ${en.metadata.name} sets no returnToEdge: its pods stay in the cloud`,
+      );
+    const node = this.deps.edgeNodes.nodes.get(source);
+    if (
+      !node ||
+      this.deps.edgeNodes.ownerOf(source) ||
+      !matchesLabelSelector(en.spec.cloud.nodeSelector, node.metadata?.labels ?? {})
+    )
+      throw new Failure(
+        "NotReturnable",
+        `pod ${name} runs on ${source || "no node"}, not on a cloud node of EdgeNode ${en.metadata.name}`,
+      );
+    return en;
+  }
+
+  /** The EdgeNode a Migration belongs to: its source node's, or (ToEdge) the one it returns to. */
+  private edgeNodeOf(m: Migration): EdgeNode | undefined {
+    if (m.spec.direction === "ToEdge") {
+      const en = this.deps.edgeNodes.edgeNodes.get(m.status?.edgeNode ?? "");
+      return en?.spec.returnToEdge ? en : undefined;
+    }
+    return this.deps.edgeNodes.ownerOf(m.status?.sourceNode ?? "");
+  }
+
+  /** The pods bound to each candidate node: the cloud nodes, or `only` these (a return's edge nodes). */
+  private async podsByNode(only?: V1Node[]): Promise<Map<string, V1Pod[]>> {
     const out = new Map<string, V1Pod[]>();
-    for (const node of this.deps.edgeNodes.nodes.list()) {
+    for (const node of only ?? this.deps.edgeNodes.nodes.list()) {
       const name = node.metadata?.name ?? "";
       // Cloud nodes only matter; a field-selected list per candidate keeps this bounded.
-      if (this.deps.edgeNodes.ownerOf(name)) continue;
+      if (!only && this.deps.edgeNodes.ownerOf(name)) continue;
       const pods = await this.deps.core.listPodForAllNamespaces({
         fieldSelector: `spec.nodeName=${name}`,
       });
@@ -635,7 +693,7 @@ export class MigrationController {
     const push = getCondition(conds, "ImagePushed");
     const failed = cp?.status === "False" ? cp : push?.status === "False" ? push : undefined;
     if (failed) {
-      const en = this.deps.edgeNodes.ownerOf(m.status?.sourceNode ?? "");
+      const en = this.edgeNodeOf(m);
       if (
         failed.reason === "RuntimeUnsupported" &&
         (m.spec.fallbackToRestart ?? en?.spec.fallbackToRestart ?? true)
@@ -693,7 +751,7 @@ export class MigrationController {
    * migration/restore/images.ts). Anything else fails with ImageRejected.
    */
   private acceptImages(m: Migration): Record<string, string> {
-    const en = this.deps.edgeNodes.ownerOf(m.status?.sourceNode ?? "");
+    const en = this.edgeNodeOf(m);
     const r = checkpointImages(
       en?.metadata.name === m.status?.edgeNode ? en?.spec.registry?.repository : undefined,
       m.status?.containers ?? [],
@@ -729,7 +787,7 @@ export class MigrationController {
     }
     let restored = await this.readPod(ns, name);
     if (!restored) {
-      const en = this.deps.edgeNodes.ownerOf(m.status?.sourceNode ?? "");
+      const en = this.edgeNodeOf(m);
       const policy = m.status?.policy ?? "restart";
       if (policy === "checkpoint") {
         const waiting = await this.awaitPrepull(m, original);

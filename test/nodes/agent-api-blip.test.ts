@@ -13,6 +13,7 @@
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  EDGENODE_LABEL,
   GROUP,
   MIGRATION_PLURAL,
   type Migration,
@@ -57,7 +58,10 @@ async function createMigration(): Promise<void> {
     body: {
       apiVersion: `${GROUP}/${VERSION}`,
       kind: "Migration",
-      metadata: { name: MIGRATION, labels: { [SOURCE_NODE_LABEL]: EDGE(), test: ID } },
+      metadata: {
+        name: MIGRATION,
+        labels: { [SOURCE_NODE_LABEL]: EDGE(), [EDGENODE_LABEL]: cluster().edgeNode, test: ID },
+      },
       spec: { podName: POD, containers: ["main"] },
     },
   });

@@ -5,6 +5,7 @@
 // operator leaves them in (Checkpointing), so every effect seen is the agent's.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  EDGENODE_LABEL,
   GROUP,
   MIGRATION_PLURAL,
   type Migration,
@@ -49,7 +50,10 @@ async function checkpointing(name: string, pod: string): Promise<void> {
     body: {
       apiVersion: `${GROUP}/${VERSION}`,
       kind: "Migration",
-      metadata: { name, labels: { [SOURCE_NODE_LABEL]: EDGE() } },
+      metadata: {
+        name,
+        labels: { [SOURCE_NODE_LABEL]: EDGE(), [EDGENODE_LABEL]: cluster().edgeNode },
+      },
       spec: { podName: pod, containers: ["main"] },
     },
   });

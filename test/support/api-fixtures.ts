@@ -83,6 +83,13 @@ export function fullEdgeNode(name: string): EdgeNode {
           ],
         },
       },
+      returnToEdge: {
+        cpuPercent: 20,
+        memoryPercent: 40,
+        applicationValue: 10,
+        windowSeconds: 120,
+        cooldownSeconds: 900,
+      },
       registry: {
         repository: "registry.example.com:5000/edgeshift/checkpoints",
         secretRef: { name: "edgeshift-registry", namespace: "edgeshift-system" },
@@ -121,6 +128,7 @@ export function fullEdgeNodeStatus(generation = 1): EdgeNodeStatus {
     ],
     matchedNodes: 3,
     monitoredPods: 5,
+    cloudMonitoredPods: 2,
     staleMonitors: 1,
     applicationMetric: { reading: 3, scrapeFailed: 1, absent: 1, pending: 0 },
     activeMigrations: 1,
@@ -179,6 +187,7 @@ export function fullMigration(name: string, namespace: string): Migration {
     metadata: { name, namespace, labels: { "app.kubernetes.io/part-of": "edgeshift-tests" } },
     spec: {
       podName: "sensor-ingest-0",
+      direction: "ToCloud",
       containers: ["ingest", "buffer"],
       targetNode: "cloud-1",
       restorePolicy: "checkpoint",

@@ -78,6 +78,11 @@ describe("parseCommandLine", () => {
       follow: true,
       timeoutMs: 600_000,
     });
+    expect(parseCommandLine(["migrate", "web-0"]).command).not.toHaveProperty("back");
+    expect(parseCommandLine(["migrate", "web-0", "--back"]).command).toMatchObject({
+      name: "migrate",
+      back: true,
+    });
     expect(parseCommandLine([]).command).toEqual({ name: "help" });
     expect(parseCommandLine(["list", "--help"]).command).toEqual({ name: "help" });
   });
@@ -175,9 +180,23 @@ describe("renderers", () => {
       failureReason: "NoTarget",
       timestamps: { created: "2026-03-01T11:00:01Z" },
     });
-    const lines = renderList([a, b], now, "apps").split("\n");
-    expect(lines[1]).toMatch(/^b-mig\s+b\s+Failed \(NoTarget\)/);
-    expect(lines[2]).toMatch(/^a-mig\s+a\s+Succeeded/);
+    const back = mig("c-mig", {
+      phase: "Succeeded",
+      timestamps: { created: "2026-03-01T11:00:03Z" },
+    });
+    back.spec.direction = "ToEdge";
+    back.spec.reason = {
+      type: "BelowReturnLevel",
+      metric: "cpu",
+      value: 3.2,
+      threshold: 20,
+      windowSeconds: 60,
+    };
+    const lines = renderList([a, b, back], now, "apps").split("\n");
+    expect(lines[0]).toMatch(/^NAME\s+POD\s+DIRECTION\s+PHASE/);
+    expect(lines[1]).toMatch(/^b-mig\s+b\s+ToCloud\s+Failed \(NoTarget\)/);
+    expect(lines[2]).toMatch(/^a-mig\s+a\s+ToCloud\s+Succeeded/);
+    expect(lines[3]).toMatch(/^c-mig\s+c\s+ToEdge\s+Succeeded.*cpu 3\.2%<20%/);
     expect(renderList([a], now).split("\n")[0]).toMatch(/^NAMESPACE\s+NAME/);
     expect(renderList([], now)).toBe("No migrations found.");
   });
@@ -220,6 +239,22 @@ describe("renderers", () => {
     expect(text).toMatch(
       /^Hand-off:\s+Freeze: held frozen at its checkpointed state; downtime 3\.8s \(nothing ran\), nothing lost or done twice$/m,
     );
+    expect(text).toMatch(/^Direction:\s+ToCloud \(from an edge node to the cloud\)$/m);
+    const back = structuredClone(ok);
+    back.spec.direction = "ToEdge";
+    back.spec.reason = {
+      type: "BelowReturnLevel",
+      metric: "application",
+      series: "web_requests_total rate per minute",
+      value: 0,
+      threshold: 10,
+      windowSeconds: 30,
+    };
+    const backText = renderDescribe(back, [], now);
+    expect(backText).toMatch(/^Direction:\s+ToEdge \(back from the cloud to an edge node\)$/m);
+    expect(backText).toMatch(
+      /^Trigger:\s+BelowReturnLevel: web_requests_total rate per minute at 0, under the 10 return level sustained over 30s$/m,
+    );
   });
 
   it("shows a fork's divergence, a rolled-back hold and a hold with a gap", () => {
@@ -258,6 +293,11 @@ describe("migrate", () => {
     expect(buildMigration(pod, { to: "cloud-1", policy: "restart" }).spec).toMatchObject({
       targetNode: "cloud-1",
       restorePolicy: "restart",
+    });
+    expect(buildMigration(pod, { back: true }).spec).toEqual({
+      podName: "web-0",
+      direction: "ToEdge",
+      reason: { type: "Manual" },
     });
     // After an ended attempt, the next one.
     const first = migrationName("web-0", "u-1");
