@@ -19,6 +19,7 @@ import {
   revealRecord,
   revealToOwner,
   toLabelValue,
+  unpinned,
 } from "./pod.ts";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -461,6 +462,58 @@ describe("buildRestorePod (checkpoint policy)", () => {
     const reveal = revealToOwner(home, inCloud);
     expect(reveal?.metadata.labels ?? {}).not.toHaveProperty(EDGENODE_LABEL);
     expect(reveal?.metadata.labels ?? {}).not.toHaveProperty(HOME_NODE_LABEL);
+  });
+
+  it("moves a restored pod on by its own rules, not the pin of its last move (unpinned)", () => {
+    const pod = original();
+    if (pod.spec)
+      pod.spec.affinity = {
+        nodeAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: {
+            nodeSelectorTerms: [{ matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }] }],
+          },
+        },
+      };
+    const inCloud = { ...build({ pod }), spec: { ...build({ pod }).spec, nodeName: "cloud-a" } } as V1Pod;
+    const terms = (p: V1Pod) =>
+      p.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+    expect(terms(inCloud)).toEqual([
+      {
+        matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }],
+        matchFields: [{ key: "metadata.name", operator: "In", values: ["cloud-a"] }],
+      },
+    ]);
+    expect(terms(unpinned(inCloud))).toEqual([
+      { matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }] },
+    ]);
+    const back = migration({ direction: "ToEdge" }, "mig-uid-2");
+    back.status = { sourceNode: "cloud-a" };
+    const home = buildRestorePod({
+      pod: inCloud,
+      migration: back,
+      targetNode: "edge-1",
+      policy: "checkpoint",
+      images: { app: CKPT },
+      hideFromOwner: false,
+    });
+    expect(terms(home)).toEqual([
+      {
+        matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }],
+        matchFields: [{ key: "metadata.name", operator: "In", values: ["edge-1"] }],
+      },
+    ]);
+    // Only a pin alone: the required node affinity goes with it, the rest stays.
+    const plain = original();
+    if (plain.spec?.affinity) delete plain.spec.affinity.nodeAffinity;
+    const pinned = build({ pod: plain });
+    const bare = { ...pinned, spec: { ...pinned.spec, nodeName: "cloud-a" } } as V1Pod;
+    expect(terms(bare)).toEqual([{ matchFields: [{ key: "metadata.name", operator: "In", values: ["cloud-a"] }] }]);
+    expect(terms(unpinned(bare))).toBeUndefined();
+    expect(unpinned(bare).spec?.affinity?.podAntiAffinity).toEqual(bare.spec?.affinity?.podAntiAffinity);
+    // A pod no migration made keeps a pin of its own.
+    const own = structuredClone(bare);
+    delete own.metadata?.labels?.[MIGRATION_POD_LABEL];
+    expect(unpinned(own)).toBe(own);
   });
 
   it("turns long migration and node names into valid label values", () => {

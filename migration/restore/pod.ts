@@ -276,6 +276,45 @@ function pinToNode(spec: V1PodSpec, targetNode: string): void {
   };
 }
 
+/**
+ * The pod without the pin an earlier migration gave it (pinToNode's
+ * `metadata.name In [its node]`, on a pod that carries MIGRATION_POD_LABEL): a
+ * restored pod moves on, and back, by the rules of the pod it was made from,
+ * not pinned to where it was restored. Anything else in its affinity stays.
+ */
+export function unpinned(pod: V1Pod): V1Pod {
+  const node = pod.spec?.nodeName;
+  const required = pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution;
+  if (!node || !required || !pod.metadata?.labels?.[MIGRATION_POD_LABEL]) return pod;
+  const pin: V1NodeSelectorRequirement = { key: "metadata.name", operator: "In", values: [node] };
+  const terms = required.nodeSelectorTerms
+    .map((t): V1NodeSelectorTerm => {
+      const fields = (t.matchFields ?? []).filter((f) => !sameRequirement(f, pin));
+      if (fields.length === (t.matchFields ?? []).length) return t;
+      const { matchFields: _, ...rest } = t;
+      return fields.length > 0 ? { ...rest, matchFields: fields } : rest;
+    })
+    // A term that was only the pin matched that node alone: without it, it is gone.
+    .filter((t) => (t.matchExpressions?.length ?? 0) + (t.matchFields?.length ?? 0) > 0);
+  const out = structuredClone(pod);
+  const affinity = out.spec?.affinity ?? {};
+  const { requiredDuringSchedulingIgnoredDuringExecution: __, ...nodeAffinity } =
+    affinity.nodeAffinity ?? {};
+  const next = {
+    ...nodeAffinity,
+    ...(terms.length > 0
+      ? { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } }
+      : {}),
+  };
+  const { nodeAffinity: ___, ...others } = affinity;
+  const rebuilt = Object.keys(next).length > 0 ? { ...others, nodeAffinity: next } : others;
+  if (out.spec) {
+    if (Object.keys(rebuilt).length > 0) out.spec.affinity = rebuilt;
+    else delete out.spec.affinity;
+  }
+  return out;
+}
+
 export interface RestorePodInput {
   pod: V1Pod;
   migration: Migration;
@@ -320,7 +359,7 @@ export function buildRestorePod(input: RestorePodInput): V1Pod {
     throw new Error(`Pods owned by a ${owner.ownerKind} cannot be migrated`);
   }
 
-  const spec: V1PodSpec = structuredClone(pod.spec);
+  const spec: V1PodSpec = structuredClone(unpinned(pod).spec ?? pod.spec);
   const migrated = new Set(migratedContainers(pod, migration));
   const names = new Set(spec.containers.map((c) => c.name));
   for (const name of migrated) {

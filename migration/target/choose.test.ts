@@ -810,6 +810,24 @@ describe("chooseTarget for a return to the edge (side edge)", () => {
     if (r.ok) expect(r.reason).toMatch(/^Least loaded of 1 suitable edge node /);
   });
 
+  it("does not hold a restored pod to the pin of its move to the cloud", () => {
+    const restored = workload({
+      nodeName: "cloud-a",
+      affinity: {
+        nodeAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: {
+            nodeSelectorTerms: [
+              { matchFields: [{ key: "metadata.name", operator: "In", values: ["cloud-a"] }] },
+            ],
+          },
+        },
+      },
+    });
+    expect(back({ pod: restored }).ok).toBe(false);
+    restored.metadata = { ...restored.metadata, labels: { "edgeshift.dev/migration": "web-1" } };
+    expect(back({ pod: restored })).toMatchObject({ ok: true, node: "edge-1" });
+  });
+
   it("keeps the pod in the cloud when every edge node is full, cordoned or cannot checkpoint", () => {
     const busy = new Map([["edge-1", [pod("1900m", "1Gi")]]]);
     const full = back({ podsByNode: busy });

@@ -20,6 +20,7 @@ import { matchesLabelSelector } from "../../operator/api/labels.ts";
 import type { LabelSelector } from "../../operator/api/v1alpha1.ts";
 import { nodeRuntimeSupport, restoreRefusal } from "../../operator/edgenode/preflight.ts";
 import { parseQuantity } from "../../operator/kube/quantity.ts";
+import { unpinned } from "../restore/pod.ts";
 
 export const ARCH_LABEL = "kubernetes.io/arch";
 /** Upper bound of the NoTarget / TargetNotSuitable message (a condition message, not a log). */
@@ -283,7 +284,8 @@ function evaluate(
   } else if (arch !== sourceArch) {
     problems.push(`architecture ${arch ?? "unknown"}, source is ${sourceArch}`);
   }
-  if (!podAdmitsNode(input.pod, node)) {
+  // Not by the pin a migration gave a restored pod: it may move on, and back.
+  if (!podAdmitsNode(unpinned(input.pod), node)) {
     problems.push("pod's nodeSelector/required node affinity does not match");
   }
   if (input.checkpoint) {

@@ -44,6 +44,10 @@ describe("withEdgeNodeDefaults", () => {
     expect(spec.sustainedWindowSeconds).toBe(10);
     expect(spec.restorePolicy).toBe("restart");
     expect(spec).not.toHaveProperty("registry");
+    expect(spec).not.toHaveProperty("returnToEdge");
+    expect(
+      withEdgeNodeDefaults({ ...minimal, returnToEdge: { cpuPercent: 20 } }).returnToEdge,
+    ).toEqual({ cpuPercent: 20, windowSeconds: 60, cooldownSeconds: 600 });
     expect(minimal).not.toHaveProperty("cooldownSeconds");
   });
 });
@@ -52,8 +56,10 @@ describe("withMigrationDefaults", () => {
   it("defaults reason to Manual", () => {
     expect(withMigrationDefaults({ podName: "p" })).toEqual({
       podName: "p",
+      direction: "ToCloud",
       reason: { type: "Manual" },
     });
+    expect(withMigrationDefaults({ podName: "p", direction: "ToEdge" }).direction).toBe("ToEdge");
     expect(withMigrationDefaults({ podName: "p", reason: {} }).reason.type).toBe("Manual");
   });
 

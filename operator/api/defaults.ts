@@ -8,36 +8,44 @@ import {
   type MigrationReason,
   type MigrationSpec,
   REGISTRY_DEFAULTS,
+  RETURN_DEFAULTS,
   type RegistrySpec,
+  type ReturnToEdge,
 } from "./v1alpha1.ts";
 
 export type DefaultedRegistrySpec = RegistrySpec &
   Required<Pick<RegistrySpec, keyof typeof REGISTRY_DEFAULTS>>;
 
-export type DefaultedEdgeNodeSpec = Omit<EdgeNodeSpec, "registry"> &
+export type DefaultedEdgeNodeSpec = Omit<EdgeNodeSpec, "registry" | "returnToEdge"> &
   Required<Pick<EdgeNodeSpec, keyof typeof EDGENODE_SPEC_DEFAULTS>> & {
     registry?: DefaultedRegistrySpec;
+    returnToEdge?: ReturnToEdge & Required<Pick<ReturnToEdge, keyof typeof RETURN_DEFAULTS>>;
   };
 
-export type DefaultedMigrationSpec = MigrationSpec & {
-  reason: MigrationReason & Required<Pick<MigrationReason, "type">>;
-};
+export type DefaultedMigrationSpec = MigrationSpec &
+  Required<Pick<MigrationSpec, "direction">> & {
+    reason: MigrationReason & Required<Pick<MigrationReason, "type">>;
+  };
 
 /** The spec with the CRD defaults applied to absent fields; the input is not changed. */
 export function withEdgeNodeDefaults(spec: EdgeNodeSpec): DefaultedEdgeNodeSpec {
-  const { registry, ...rest } = spec;
+  const { registry, returnToEdge, ...rest } = spec;
   return {
     ...EDGENODE_SPEC_DEFAULTS,
     ...dropUndefined(rest),
     ...(registry ? { registry: { ...REGISTRY_DEFAULTS, ...dropUndefined(registry) } } : {}),
+    ...(returnToEdge
+      ? { returnToEdge: { ...RETURN_DEFAULTS, ...dropUndefined(returnToEdge) } }
+      : {}),
   };
 }
 
-/** The spec with reason defaulted to {type: Manual}, as the CRD does. */
+/** The spec with direction ToCloud and reason {type: Manual} defaulted, as the CRD does. */
 export function withMigrationDefaults(spec: MigrationSpec): DefaultedMigrationSpec {
   const reason = spec.reason ?? MIGRATION_REASON_DEFAULT;
   return {
     ...spec,
+    direction: spec.direction ?? "ToCloud",
     reason: { ...reason, type: reason.type ?? MIGRATION_REASON_DEFAULT.type },
   };
 }

@@ -73,7 +73,14 @@ export class DecisionController {
     // StatefulSet and DaemonSet pods (refused by the Migration controller) are never chosen.
     movable: (namespace, pod, node) => {
       const found = this.deps.edgeNodes.monitoredPod(node, namespace, pod);
-      return found !== undefined && ownerKind(found.pod).kind !== "Unsupported";
+      if (found === undefined || ownerKind(found.pod).kind === "Unsupported") return false;
+      // A restored pod whose own migration is still cutting over is not where it will stay yet.
+      return !(
+        found.returning &&
+        this.migrations
+          .list(namespace)
+          .some((m) => m.status?.restoredPod === pod && !migrationFinished(m))
+      );
     },
     // A pod a migration made (its restored pod) arrived when it was created.
     arrivedAt: (namespace, pod, node) => {

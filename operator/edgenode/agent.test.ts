@@ -4,6 +4,8 @@ import {
   AGENT_PRIORITY_CLASS,
   agentDaemonSet,
   agentName,
+  CLOUD_AGENT_LABEL,
+  cloudAgentName,
   nodeSelectorRequirements,
 } from "./agent.ts";
 
@@ -37,18 +39,29 @@ describe("agentDaemonSet", () => {
     ]);
   });
 
-  it("with returnToEdge runs on the cloud nodes too (the terms are ORed), without it on the edge nodes only", () => {
-    const terms = (e: EdgeNode) =>
-      agentDaemonSet(e, { namespace: "edgeshift-system", image: "img" }).spec?.template.spec
-        ?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-    expect(terms(en)).toEqual([
-      { matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) },
-    ]);
-    const back: EdgeNode = { ...en, spec: { ...en.spec, returnToEdge: { cpuPercent: 20 } } };
-    expect(terms(back)).toEqual([
-      { matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) },
+  it("side cloud (returnToEdge): a second DaemonSet on the cloud nodes, same identity, its own selector", () => {
+    const s = { namespace: "edgeshift-system", image: "img" };
+    const terms = (ds: ReturnType<typeof agentDaemonSet>) =>
+      ds.spec?.template.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+        ?.nodeSelectorTerms;
+    const edge = agentDaemonSet(en, s);
+    const cloud = agentDaemonSet(en, s, "cloud");
+    expect(terms(edge)).toEqual([{ matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) }]);
+    expect(terms(cloud)).toEqual([
       { matchExpressions: [{ key: "cloud", operator: "In", values: ["true"] }] },
     ]);
+    expect(cloud.metadata?.name).toBe("edgeshift-agent-factory-cloud");
+    expect(cloud.metadata?.name).toBe(cloudAgentName("factory"));
+    expect(cloud.spec?.template.spec?.serviceAccountName).toBe(agentName("factory"));
+    // Its selector tells its pods from the edge DaemonSet's (which are not its own).
+    expect(cloud.spec?.selector.matchLabels).toEqual({
+      ...edge.spec?.selector.matchLabels,
+      ...CLOUD_AGENT_LABEL,
+    });
+    expect(cloud.spec?.template.metadata?.labels).toMatchObject(cloud.spec?.selector.matchLabels ?? {});
+    expect(edge.spec?.template.metadata?.labels).not.toHaveProperty(Object.keys(CLOUD_AGENT_LABEL)[0] ?? "");
+    // Everything else (mounts, env, security) is the same agent.
+    expect(cloud.spec?.template.spec?.containers).toEqual(edge.spec?.template.spec?.containers);
   });
 
   it("is owned by the EdgeNode, mounts the checkpoint dir and the registry secret, and holds no credential", () => {

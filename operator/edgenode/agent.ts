@@ -80,6 +80,14 @@ export function agentPodSelector(edgeNode: string): Record<string, string> {
   return { "app.kubernetes.io/component": "agent", [EDGENODE_LABEL]: edgeNode };
 }
 
+/** On the pods of the cloud-side agent DaemonSet (returnToEdge), besides agentPodSelector's. */
+export const CLOUD_AGENT_LABEL = { "edgeshift.dev/agent-nodes": "cloud" } as const;
+
+/** The cloud-side agent DaemonSet of `edgeNode` (returnToEdge); it runs as agentName's identity. */
+export function cloudAgentName(edgeNode: string): string {
+  return agentName(`${edgeNode}-cloud`);
+}
+
 function agentLabels(en: EdgeNode): Record<string, string> {
   return {
     "app.kubernetes.io/name": "edgeshift-agent",
@@ -131,15 +139,20 @@ export interface AgentSettings {
 
 /**
  * The edge agent of one EdgeNode: a DaemonSet on exactly that EdgeNode's nodes
- * (and, with returnToEdge, its cloud nodes),
+ * (side cloud, with returnToEdge: a second one on its cloud nodes, where the
+ * pods that may return are checkpointed; toggling it leaves the edge agents be),
  * owned by the EdgeNode (so it goes when the EdgeNode goes), with the kubelet's
  * checkpoint directory and the registry credentials mounted. Its ServiceAccount
  * (agentServiceAccount) may only create nodes/checkpoint, read Migrations and
  * write the agent's part of their status on its own node.
  */
-export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
+export function agentDaemonSet(
+  en: EdgeNode,
+  s: AgentSettings,
+  side: "edge" | "cloud" = "edge",
+): V1DaemonSet {
   const name = en.metadata.name ?? "";
-  const labels = agentLabels(en);
+  const labels = { ...agentLabels(en), ...(side === "cloud" ? CLOUD_AGENT_LABEL : {}) };
   const registry = en.spec.registry;
   const env = [
     { name: "EDGESHIFT_NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
@@ -202,13 +215,18 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
     apiVersion: "apps/v1",
     kind: "DaemonSet",
     metadata: {
-      name: agentName(name),
+      name: side === "cloud" ? cloudAgentName(name) : agentName(name),
       namespace: s.namespace,
       labels,
       ownerReferences: ownedBy(en),
     },
     spec: {
-      selector: { matchLabels: agentPodSelector(name) },
+      selector: {
+        matchLabels: {
+          ...agentPodSelector(name),
+          ...(side === "cloud" ? CLOUD_AGENT_LABEL : {}),
+        },
+      },
       updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: "25%" } },
       template: {
         metadata: { labels },
@@ -221,13 +239,12 @@ export function agentDaemonSet(en: EdgeNode, s: AgentSettings): V1DaemonSet {
           affinity: {
             nodeAffinity: {
               requiredDuringSchedulingIgnoredDuringExecution: {
-                // Terms are ORed: with returnToEdge, the cloud nodes too, where the
-                // pods that may return are checkpointed.
                 nodeSelectorTerms: [
-                  { matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) },
-                  ...(en.spec.returnToEdge
-                    ? [{ matchExpressions: nodeSelectorRequirements(en.spec.cloud.nodeSelector) }]
-                    : []),
+                  {
+                    matchExpressions: nodeSelectorRequirements(
+                      side === "cloud" ? en.spec.cloud.nodeSelector : en.spec.nodeSelector,
+                    ),
+                  },
                 ],
               },
             },

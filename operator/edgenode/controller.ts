@@ -35,7 +35,12 @@ import {
   serverSideApply,
 } from "../kube/patch.ts";
 import { type QueueMetrics, RequeueError, WorkQueue } from "../kube/workqueue.ts";
-import { agentClusterRoleBinding, agentDaemonSet, agentServiceAccount } from "./agent.ts";
+import {
+  agentClusterRoleBinding,
+  agentDaemonSet,
+  agentServiceAccount,
+  cloudAgentName,
+} from "./agent.ts";
 import { type InjectionMetrics, PodWatcher } from "./podwatcher.ts";
 import {
   checkpointCondition,
@@ -43,6 +48,9 @@ import {
   nodeRuntimeSupport,
   restoreTargets,
 } from "./preflight.ts";
+
+/** Status fields that exist only while their spec field does. */
+const CLEARABLE = ["applicationMetric", "cloudMonitoredPods"] as const;
 
 /** status.cloudNodes lists at most this many (the condition counts them all). */
 const MAX_CLOUD_NODES = 100;
@@ -352,8 +360,16 @@ export class EdgeNodeController {
     const settings = { namespace: this.deps.operatorNamespace };
     const sa = agentServiceAccount(en, settings);
     const crb = agentClusterRoleBinding(en, settings);
+    // returnToEdge: the same agent on the cloud nodes, where returning pods are checkpointed.
+    const cloud = en.spec.returnToEdge
+      ? agentDaemonSet(
+          en,
+          { namespace: this.deps.operatorNamespace, image: this.deps.agentImage },
+          "cloud",
+        )
+      : undefined;
     const hash = createHash("sha256")
-      .update(JSON.stringify([sa, crb, ds]))
+      .update(JSON.stringify([sa, crb, ds, cloud ?? null]))
       .digest("hex");
     if (this.appliedAgents.get(name) === hash) return;
     // Its own identity first, so its pods never start as another EdgeNode's agent.
@@ -371,16 +387,29 @@ export class EdgeNodeController {
       { name: crb.metadata?.name ?? "", body: crb, fieldManager: FIELD_MANAGER, force: true },
       serverSideApply,
     );
-    await this.deps.apps.patchNamespacedDaemonSet(
-      {
-        name: ds.metadata?.name ?? "",
-        namespace: this.deps.operatorNamespace,
-        body: ds,
-        fieldManager: FIELD_MANAGER,
-        force: true,
-      },
-      serverSideApply,
-    );
+    for (const d of cloud ? [ds, cloud] : [ds]) {
+      await this.deps.apps.patchNamespacedDaemonSet(
+        {
+          name: d.metadata?.name ?? "",
+          namespace: this.deps.operatorNamespace,
+          body: d,
+          fieldManager: FIELD_MANAGER,
+          force: true,
+        },
+        serverSideApply,
+      );
+    }
+    if (!cloud) {
+      // returnToEdge off (or never on): no agent on the cloud nodes.
+      await this.deps.apps
+        .deleteNamespacedDaemonSet({
+          name: cloudAgentName(name),
+          namespace: this.deps.operatorNamespace,
+        })
+        .catch((err: unknown) => {
+          if (!isNotFound(err)) throw err;
+        });
+    }
     this.appliedAgents.set(name, hash);
     this.log.info({ edgeNode: name, daemonSet: ds.metadata?.name }, "Applied agent DaemonSet");
   }
@@ -493,7 +522,11 @@ export class EdgeNodeController {
       conditions,
       matchedNodes: matched.length,
       monitoredPods: watchers.reduce((sum, w) => sum + (w.hasSynced ? w.monitoredPods() : 0), 0),
-      cloudMonitoredPods: cloudWatcher?.hasSynced ? cloudWatcher.monitoredPods() : undefined,
+      cloudMonitoredPods: cloudWatcher
+        ? cloudWatcher.hasSynced
+          ? cloudWatcher.monitoredPods()
+          : en.status?.cloudMonitoredPods
+        : undefined,
       checkpointCapableNodes: capable,
       runtimeSupport: `${capable}/${matched.length} nodes`,
       nodes: support.map((s) => ({
@@ -513,9 +546,21 @@ export class EdgeNodeController {
       })),
     };
     if (statusChanged(status, en.status ?? {})) {
+      // A merge patch removes a field only by null: the figures of a threshold or
+      // a returnToEdge that went away.
+      const body = {
+        status: {
+          ...status,
+          ...Object.fromEntries(
+            CLEARABLE.filter((k) => status[k] === undefined && en.status?.[k] !== undefined).map(
+              (k) => [k, null],
+            ),
+          ),
+        },
+      };
       try {
         await this.deps.custom.patchClusterCustomObjectStatus(
-          { group: GROUP, version: VERSION, plural: EDGENODE_PLURAL, name, body: { status } },
+          { group: GROUP, version: VERSION, plural: EDGENODE_PLURAL, name, body },
           mergePatch,
         );
       } catch (err) {

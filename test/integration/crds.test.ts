@@ -241,6 +241,7 @@ describe("examples", () => {
       name: requestRate.metadata.name,
     })) as EdgeNode;
     expect(rate.spec.thresholds.application).toEqual(requestRate.spec.thresholds.application);
+    expect(rate.spec.returnToEdge).toEqual(requestRate.spec.returnToEdge);
     const en3 = (await custom.getClusterCustomObject({
       ...en,
       name: prototypeLike.metadata.name,
@@ -476,6 +477,58 @@ const invalid: Invalid[] = [
     field: "spec.thresholds.application.rearmValue",
     reason: "Invalid value",
     message: "rearmValue must be below triggerValue",
+  },
+  {
+    name: "returnToEdge without a level",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.returnToEdge = { windowSeconds: 60 };
+    },
+    field: "spec.returnToEdge",
+    reason: "Required value",
+    message: "set at least one of cpuPercent, memoryPercent and applicationValue",
+  },
+  {
+    name: "returnToEdge cpuPercent not below the cpu trigger",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.returnToEdge = { cpuPercent: 85 };
+    },
+    field: "spec.returnToEdge.cpuPercent",
+    reason: "Invalid value",
+    message: "returnToEdge.cpuPercent needs thresholds.cpu and must be below its triggerPercent",
+  },
+  {
+    name: "returnToEdge memoryPercent without a memory threshold",
+    kind: "EdgeNode",
+    change: (o) => {
+      delete o.spec.thresholds.memory;
+      o.spec.returnToEdge = { memoryPercent: 10 };
+    },
+    field: "spec.returnToEdge.memoryPercent",
+    reason: "Invalid value",
+    message: "returnToEdge.memoryPercent needs thresholds.memory and must be below its triggerPercent",
+  },
+  {
+    name: "returnToEdge applicationValue not below the trigger",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.returnToEdge = { applicationValue: 100 };
+    },
+    field: "spec.returnToEdge.applicationValue",
+    reason: "Invalid value",
+    message:
+      "returnToEdge.applicationValue needs thresholds.application and must be below its triggerValue",
+  },
+  {
+    name: "returnToEdge window shorter than the sampling interval",
+    kind: "EdgeNode",
+    change: (o) => {
+      o.spec.returnToEdge = { cpuPercent: 10, windowSeconds: 1 };
+    },
+    field: "spec.returnToEdge.windowSeconds",
+    reason: "Invalid value",
+    message: "returnToEdge.windowSeconds must be at least samplingIntervalSeconds",
   },
   {
     name: "rearmPercent equal to triggerPercent",
@@ -890,7 +943,27 @@ const invalid: Invalid[] = [
     },
     field: "spec.reason.type",
     reason: "Unsupported value",
-    message: '"Automatic": supported values: "ThresholdExceeded", "Manual"',
+    message: '"Automatic": supported values: "ThresholdExceeded", "BelowReturnLevel", "Manual"',
+  },
+  {
+    name: "BelowReturnLevel without its level",
+    kind: "Migration",
+    change: (o) => {
+      o.spec.reason = { type: "BelowReturnLevel", metric: "cpu", value: 3 };
+    },
+    field: "spec.reason",
+    reason: "Required value",
+    message: "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
+  },
+  {
+    name: "Migration with an unknown direction",
+    kind: "Migration",
+    change: (o) => {
+      o.spec.direction = bad("Sideways");
+    },
+    field: "spec.direction",
+    reason: "Unsupported value",
+    message: '"Sideways": supported values: "ToCloud", "ToEdge"',
   },
   {
     name: "Migration with an unknown metric",
@@ -926,7 +999,7 @@ const invalid: Invalid[] = [
     },
     field: "spec.reason",
     reason: "Required value",
-    message: "reason type ThresholdExceeded requires metric, value and threshold",
+    message: "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
   },
   {
     name: "ThresholdExceeded without metric",
@@ -936,7 +1009,7 @@ const invalid: Invalid[] = [
     },
     field: "spec.reason",
     reason: "Required value",
-    message: "reason type ThresholdExceeded requires metric, value and threshold",
+    message: "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
   },
   {
     name: "Migration threshold above 100",

@@ -518,7 +518,7 @@ describe("RBAC (SubjectAccessReview as each ServiceAccount)", () => {
       [["create"], "", "secrets", "*"],
       [["create"], "events.k8s.io", "events", "*"],
       [["get", "create", "update"], "coordination.k8s.io", "leases", NS],
-      [["create", "patch"], "apps", "daemonsets", NS],
+      [["create", "patch", "delete"], "apps", "daemonsets", NS],
       // Each EdgeNode's agent identity.
       [["create", "patch"], "", "serviceaccounts", NS],
       [["create", "patch"], "rbac.authorization.k8s.io", "clusterrolebindings", "*"],

@@ -7,6 +7,7 @@ import { parse } from "yaml";
 import {
   CATEGORY,
   ConditionStatus,
+  Direction,
   EDGENODE_KIND,
   EDGENODE_PLURAL,
   EDGENODE_SPEC_DEFAULTS,
@@ -21,6 +22,7 @@ import {
   MigrationPhase,
   MigrationReasonType,
   REGISTRY_DEFAULTS,
+  RETURN_DEFAULTS,
   RestorePolicy,
   VERSION,
 } from "../../operator/api/v1alpha1.ts";
@@ -197,6 +199,11 @@ describe("CRD schemas", () => {
     for (const [field, value] of Object.entries(REGISTRY_DEFAULTS)) {
       expect(at(en, `spec.registry.${field}`).default, field).toEqual(value);
     }
+    for (const [field, value] of Object.entries(RETURN_DEFAULTS)) {
+      expect(at(en, `spec.returnToEdge.${field}`).default, field).toEqual(value);
+    }
+    expect(at(mig, "spec.direction").default).toBe(Direction.ToCloud);
+    expect(at(mig, "spec.direction").enum).toEqual(Object.values(Direction));
     expect(at(mig, "spec.reason").default).toEqual(MIGRATION_REASON_DEFAULT);
     expect(at(mig, "spec.reason.type").default).toBe(MIGRATION_REASON_DEFAULT.type);
   });
