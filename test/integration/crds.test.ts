@@ -379,6 +379,8 @@ const invalid: Invalid[] = [
     kind: "EdgeNode",
     change: (o) => {
       o.spec.thresholds.cpu = { triggerPercent: 0 };
+      // Its return levels would be refused too.
+      delete o.spec.returnToEdge;
     },
     field: "spec.thresholds.cpu.triggerPercent",
     reason: "Invalid value",
@@ -555,6 +557,8 @@ const invalid: Invalid[] = [
     kind: "EdgeNode",
     change: (o) => {
       o.spec.thresholds = {};
+      // Its return levels would be refused too.
+      delete o.spec.returnToEdge;
     },
     field: "spec.thresholds",
     reason: "Required value",
@@ -565,6 +569,8 @@ const invalid: Invalid[] = [
     kind: "EdgeNode",
     change: (o) => {
       o.spec.thresholds = { node: { memoryPercent: 90 } };
+      // Its return levels would be refused too.
+      delete o.spec.returnToEdge;
     },
     field: "spec.thresholds",
     reason: "Required value",
@@ -1209,7 +1215,7 @@ describe("printer columns", () => {
     });
   });
 
-  it("Migration: Pod, Source, Target, Policy, Phase, Duration (and Handoff, Downtime wide)", async () => {
+  it("Migration: Pod, Direction, Source, Target, Policy, Phase, Duration (and Handoff, Downtime wide)", async () => {
     const o = await createMigration(fullMigration(uniqueName("table"), namespace));
     await patchStatus(o, fullMigrationStatus(o.metadata.generation));
     const table = (await custom.listNamespacedCustomObject(
@@ -1219,6 +1225,7 @@ describe("printer columns", () => {
     expect(tableRow(table)).toEqual({
       Name: o.metadata.name,
       Pod: "sensor-ingest-0",
+      Direction: "ToCloud",
       Source: "edge-1",
       Target: "cloud-1",
       Policy: "checkpoint",

@@ -20,6 +20,7 @@ import {
   VERSION,
 } from "../../operator/api/v1alpha1.ts";
 import { migrationName } from "../../operator/decision/engine.ts";
+import { mergePatch } from "../../operator/kube/patch.ts";
 import { waitUntil } from "../cluster/process.ts";
 import {
   adminClients,
@@ -81,8 +82,9 @@ async function monitoredWorkload(
   name: string,
   node = "dec-edge",
   namespace = NS,
+  labels?: Record<string, string>,
 ): Promise<{ load: ChildProcess; monitor: ChildProcess; podUid: string }> {
-  await createPod(c, namespace, name, node, { cpuLimit: "1" });
+  await createPod(c, namespace, name, node, { cpuLimit: "1", labels });
   await setPodRunning(c, namespace, name);
   const pod = await waitUntil(
     `monitor in ${name}`,
@@ -530,5 +532,123 @@ describe("the application's own metric", () => {
     // Every sample with the metric in it was signed and formed as the operator checks it.
     for (const reason of ["malformed", "bad_signature"])
       expect(await op.metric("edgeshift_samples_dropped_total", { reason })).toBe(0);
+  });
+});
+
+describe("the way back to the edge (returnToEdge)", () => {
+  const NS4 = "dec-ret";
+  const EDGE4 = "dec-ret-edge";
+  const CLOUD4 = "dec-ret-cloud";
+  const COOLDOWN_S = 6;
+  // What the operator writes on a pod it restored in the cloud for EdgeNode dec-ret.
+  const restored = {
+    "edgeshift.dev/edgenode": "dec-ret",
+    "edgeshift.dev/home-node": EDGE4,
+    "edgeshift.dev/migration": "web-1",
+  };
+  const cordon = (unschedulable: boolean) =>
+    c.core.patchNode({ name: EDGE4, body: { spec: { unschedulable } } }, mergePatch);
+
+  beforeAll(async () => {
+    await createNode(c, EDGE4, { "test.edgeshift.dev/group": "dec-ret" });
+    await createNode(c, CLOUD4, { "test.edgeshift.dev/group": "dec-ret-cloud" });
+    await createNamespace(c, NS4);
+    await c.custom.createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: "edgenodes",
+      body: {
+        apiVersion: API_VERSION,
+        kind: "EdgeNode",
+        metadata: { name: "dec-ret" },
+        spec: {
+          nodeSelector: { matchLabels: { "test.edgeshift.dev/group": "dec-ret" } },
+          pods: { namespaces: [NS4] },
+          thresholds: { cpu: { triggerPercent: 20 } },
+          samplingIntervalSeconds: 1,
+          sustainedWindowSeconds: WINDOW_S,
+          cloud: { nodeSelector: { matchLabels: { "test.edgeshift.dev/group": "dec-ret-cloud" } } },
+          restorePolicy: "restart",
+          returnToEdge: { cpuPercent: 10, windowSeconds: WINDOW_S, cooldownSeconds: COOLDOWN_S },
+        },
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await deleteEdgeNode("dec-ret");
+    await c.core.deleteNamespace({ name: NS4 }).catch(() => {});
+    for (const n of [EDGE4, CLOUD4]) await c.core.deleteNode({ name: n }).catch(() => {});
+  });
+
+  it("monitors in the cloud only the pods it moved there; an idle one returns once an edge node can take it, not before its cooldown", async () => {
+    // A pod of the namespace in the cloud that edgeshift did not move: no monitor.
+    await createPod(c, NS4, "native", CLOUD4, { cpuLimit: "1" });
+    await setPodRunning(c, NS4, "native");
+    // The edge node is cordoned: no edge node can take the pod back yet.
+    await cordon(true);
+    const deferredBefore = await op.metric("edgeshift_decisions_total", {
+      metric: "cpu",
+      result: "deferred",
+    });
+    const { podUid } = await monitoredWorkload("web-1-abc", CLOUD4, NS4, restored);
+    const pod = await c.core.readNamespacedPod({ namespace: NS4, name: "web-1-abc" });
+    const arrived = new Date(pod.metadata?.creationTimestamp ?? 0).getTime();
+    const events = (reason: string) =>
+      c.core
+        .listNamespacedEvent({
+          namespace: NS4,
+          fieldSelector: `involvedObject.name=web-1-abc,reason=${reason}`,
+        })
+        .then((l) => l.items.map((e) => e.message ?? ""));
+    const deferred = await waitUntil(
+      "the ReturnDeferred event",
+      async () =>
+        (await events("ReturnDeferred")).length > 0 ? events("ReturnDeferred") : undefined,
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    // Idle from the start, but judged only once the cooldown from its arrival is over.
+    expect(Date.now() - arrived).toBeGreaterThanOrEqual(COOLDOWN_S * 1000);
+    expect(deferred[0]).toContain(`No edge node fits the pod: ${EDGE4}: unschedulable (cordoned)`);
+    expect(
+      await op.metric("edgeshift_decisions_total", { metric: "cpu", result: "deferred" }),
+    ).toBe(deferredBefore + 1);
+    const mine = async () =>
+      (await listMigrations(c, NS4)).filter((m) => m.spec.podName === "web-1-abc");
+    expect(await mine()).toEqual([]);
+    // Uncordoned: the next judgement, a window later, returns it.
+    await cordon(false);
+    const m = await waitUntil("the Migration back to the edge", async () => (await mine())[0], {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    expect(m.metadata.name).toBe(migrationName("web-1-abc", podUid));
+    expect(m.spec).toMatchObject({
+      podName: "web-1-abc",
+      direction: "ToEdge",
+      reason: { type: "BelowReturnLevel", metric: "cpu", threshold: 10, windowSeconds: WINDOW_S },
+    });
+    expect(m.spec.reason?.value).toBeLessThan(10);
+    expect(m.metadata.labels).toMatchObject({
+      "edgeshift.dev/source-node": CLOUD4,
+      "edgeshift.dev/edgenode": "dec-ret",
+    });
+    // The Migration controller took it the same way: to the edge node.
+    const validated = await waitUntil(
+      "the return validated",
+      async () => {
+        const got = await getMigration(m.metadata.name ?? "", NS4);
+        return got?.status?.targetNode ? got : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 100 },
+    );
+    expect(validated.status).toMatchObject({
+      sourceNode: CLOUD4,
+      targetNode: EDGE4,
+      edgeNode: "dec-ret",
+    });
+    // The pod edgeshift did not move never got a monitor.
+    const native = await c.core.readNamespacedPod({ namespace: NS4, name: "native" });
+    expect(native.spec?.ephemeralContainers ?? []).toEqual([]);
   });
 });

@@ -303,18 +303,18 @@ describe("kubectl edgeshift list", () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split("\n");
     expect(lines[0]).toMatch(
-      /^NAME\s+POD\s+PHASE\s+SOURCE\s+TARGET\s+POLICY\s+TRIGGER\s+DURATION\s+AGE$/,
+      /^NAME\s+POD\s+DIRECTION\s+PHASE\s+SOURCE\s+TARGET\s+POLICY\s+TRIGGER\s+DURATION\s+AGE$/,
     );
     expect(lines).toHaveLength(4);
     expect(lines[1]).toMatch(
       new RegExp(
-        `^sensor-a-mig\\s+sensor-a\\s+Succeeded\\s+${NODE}\\s+plg-cloud-1\\s+checkpoint\\s+Manual\\s+10\\.0s\\s+\\d+s$`,
+        `^sensor-a-mig\\s+sensor-a\\s+ToCloud\\s+Succeeded\\s+${NODE}\\s+plg-cloud-1\\s+checkpoint\\s+Manual\\s+10\\.0s\\s+\\d+s$`,
       ),
     );
-    expect(lines[2]).toMatch(/^sensor-b-mig\s+sensor-b\s+Failed \(CheckpointFailed\)\s+/);
+    expect(lines[2]).toMatch(/^sensor-b-mig\s+sensor-b\s+ToCloud\s+Failed \(CheckpointFailed\)\s+/);
     // Still running: the duration so far, from status.timestamps.created (long ago).
     expect(lines[3]).toMatch(
-      /^sensor-c-mig\s+sensor-c\s+Restoring\s+plg-edge-1\s+plg-cloud-2\s+restart\s+Manual\s+\d+h\d+m\s+\d+s$/,
+      /^sensor-c-mig\s+sensor-c\s+ToCloud\s+Restoring\s+plg-edge-1\s+plg-cloud-2\s+restart\s+Manual\s+\d+h\d+m\s+\d+s$/,
     );
   });
 
@@ -322,7 +322,9 @@ describe("kubectl edgeshift list", () => {
     const all = await run(["list", "-A"]);
     expect(all.code).toBe(0);
     expect(all.stdout.split("\n")[0]).toMatch(/^NAMESPACE\s+NAME\s+POD/);
-    expect(all.stdout).toMatch(new RegExp(`^${NS}\\s+sensor-a-mig\\s+sensor-a\\s+Succeeded`, "m"));
+    expect(all.stdout).toMatch(
+      new RegExp(`^${NS}\\s+sensor-a-mig\\s+sensor-a\\s+ToCloud\\s+Succeeded`, "m"),
+    );
     const none = await run(["list", "-n", "kube-public"]);
     expect(none).toMatchObject({
       code: 0,
@@ -541,6 +543,8 @@ describe("kubectl edgeshift migrate", () => {
     })) as Migration;
     expect(m.spec).toEqual({
       podName: "sensor-f",
+      // The CRD's default.
+      direction: "ToCloud",
       targetNode: "plg-cloud-2",
       restorePolicy: "restart",
       reason: { type: "Manual" },
