@@ -470,13 +470,19 @@ describe("buildRestorePod (checkpoint policy)", () => {
       pod.spec.affinity = {
         nodeAffinity: {
           requiredDuringSchedulingIgnoredDuringExecution: {
-            nodeSelectorTerms: [{ matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }] }],
+            nodeSelectorTerms: [
+              { matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }] },
+            ],
           },
         },
       };
-    const inCloud = { ...build({ pod }), spec: { ...build({ pod }).spec, nodeName: "cloud-a" } } as V1Pod;
+    const inCloud = {
+      ...build({ pod }),
+      spec: { ...build({ pod }).spec, nodeName: "cloud-a" },
+    } as V1Pod;
     const terms = (p: V1Pod) =>
-      p.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+      p.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+        ?.nodeSelectorTerms;
     expect(terms(inCloud)).toEqual([
       {
         matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }],
@@ -507,9 +513,13 @@ describe("buildRestorePod (checkpoint policy)", () => {
     if (plain.spec?.affinity) delete plain.spec.affinity.nodeAffinity;
     const pinned = build({ pod: plain });
     const bare = { ...pinned, spec: { ...pinned.spec, nodeName: "cloud-a" } } as V1Pod;
-    expect(terms(bare)).toEqual([{ matchFields: [{ key: "metadata.name", operator: "In", values: ["cloud-a"] }] }]);
+    expect(terms(bare)).toEqual([
+      { matchFields: [{ key: "metadata.name", operator: "In", values: ["cloud-a"] }] },
+    ]);
     expect(terms(unpinned(bare))).toBeUndefined();
-    expect(unpinned(bare).spec?.affinity?.podAntiAffinity).toEqual(bare.spec?.affinity?.podAntiAffinity);
+    expect(unpinned(bare).spec?.affinity?.podAntiAffinity).toEqual(
+      bare.spec?.affinity?.podAntiAffinity,
+    );
     // A pod no migration made keeps a pin of its own.
     const own = structuredClone(bare);
     delete own.metadata?.labels?.[MIGRATION_POD_LABEL];

@@ -46,7 +46,9 @@ describe("agentDaemonSet", () => {
         ?.nodeSelectorTerms;
     const edge = agentDaemonSet(en, s);
     const cloud = agentDaemonSet(en, s, "cloud");
-    expect(terms(edge)).toEqual([{ matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) }]);
+    expect(terms(edge)).toEqual([
+      { matchExpressions: nodeSelectorRequirements(en.spec.nodeSelector) },
+    ]);
     expect(terms(cloud)).toEqual([
       { matchExpressions: [{ key: "cloud", operator: "In", values: ["true"] }] },
     ]);
@@ -58,8 +60,12 @@ describe("agentDaemonSet", () => {
       ...edge.spec?.selector.matchLabels,
       ...CLOUD_AGENT_LABEL,
     });
-    expect(cloud.spec?.template.metadata?.labels).toMatchObject(cloud.spec?.selector.matchLabels ?? {});
-    expect(edge.spec?.template.metadata?.labels).not.toHaveProperty(Object.keys(CLOUD_AGENT_LABEL)[0] ?? "");
+    expect(cloud.spec?.template.metadata?.labels).toMatchObject(
+      cloud.spec?.selector.matchLabels ?? {},
+    );
+    expect(edge.spec?.template.metadata?.labels).not.toHaveProperty(
+      Object.keys(CLOUD_AGENT_LABEL)[0] ?? "",
+    );
     // Everything else (mounts, env, security) is the same agent.
     expect(cloud.spec?.template.spec?.containers).toEqual(edge.spec?.template.spec?.containers);
   });

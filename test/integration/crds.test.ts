@@ -509,7 +509,8 @@ const invalid: Invalid[] = [
     },
     field: "spec.returnToEdge.memoryPercent",
     reason: "Invalid value",
-    message: "returnToEdge.memoryPercent needs thresholds.memory and must be below its triggerPercent",
+    message:
+      "returnToEdge.memoryPercent needs thresholds.memory and must be below its triggerPercent",
   },
   {
     name: "returnToEdge applicationValue not below the trigger",
@@ -959,7 +960,8 @@ const invalid: Invalid[] = [
     },
     field: "spec.reason",
     reason: "Required value",
-    message: "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
+    message:
+      "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
   },
   {
     name: "Migration with an unknown direction",
@@ -1005,7 +1007,8 @@ const invalid: Invalid[] = [
     },
     field: "spec.reason",
     reason: "Required value",
-    message: "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
+    message:
+      "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
   },
   {
     name: "ThresholdExceeded without metric",
@@ -1015,7 +1018,8 @@ const invalid: Invalid[] = [
     },
     field: "spec.reason",
     reason: "Required value",
-    message: "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
+    message:
+      "reason types ThresholdExceeded and BelowReturnLevel require metric, value and threshold",
   },
   {
     name: "Migration threshold above 100",

@@ -14,15 +14,7 @@ import { EDGENODE_LABEL, type Migration } from "../../operator/api/v1alpha1.ts";
 import { cloudAgentName } from "../../operator/edgenode/agent.ts";
 import { SYSTEM_NAMESPACE } from "../cluster/bundle.ts";
 import { waitUntil } from "../cluster/process.ts";
-import {
-  awaitEvent,
-  awaitMigration,
-  cleanUp,
-  eventMessages,
-  gone,
-  listMigrations,
-  nodesByRole,
-} from "./moves.ts";
+import { awaitEvent, awaitMigration, cleanUp, gone, listMigrations, nodesByRole } from "./moves.ts";
 import { apply, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 import { loadPod, patchEdgeNode, REQUEST_RATE, served, sharedEdgeNode, webApp } from "./web-app.ts";
 
