@@ -455,28 +455,42 @@ export class DecisionEngine {
       }
     }
     const [metric, level, value] = set[0] as (typeof set)[number];
-    this.#inFlight.set(podKey(c.namespace, c.pod), c.node);
     this.#inFlightEdgeNode.set(podKey(c.namespace, c.pod), edgeNode);
-    this.#decidedAt.set(podKey(c.namespace, c.pod), now);
     const latest = c.points.findLast((p) => value(p) !== undefined);
-    const app = policy.thresholds.application;
     return [
-      {
-        namespace: c.namespace,
-        pod: c.pod,
-        podUid: c.podUid,
-        container: c.container,
-        edgeNode,
-        node: c.node,
+      this.#decide(c, edgeNode, policy, sample, now, {
         metric,
         value: round2((latest && value(latest)) ?? 0),
         threshold: level,
-        ...(metric === "application" && app ? { series: appSeries(app) } : {}),
         direction: "ToEdge",
         windowSeconds: r.windowSeconds,
-        sampledAt: new Date(sample.ts).toISOString(),
-      },
+      }),
     ];
+  }
+
+  /** The decision on container `c`'s pod, counted in flight from now. */
+  #decide(
+    c: ContainerState,
+    edgeNode: string,
+    policy: Policy,
+    sample: Observation,
+    now: number,
+    what: Pick<Decision, "metric" | "value" | "threshold" | "windowSeconds" | "direction">,
+  ): Decision {
+    this.#inFlight.set(podKey(c.namespace, c.pod), c.node);
+    this.#decidedAt.set(podKey(c.namespace, c.pod), now);
+    const app = policy.thresholds.application;
+    return {
+      namespace: c.namespace,
+      pod: c.pod,
+      podUid: c.podUid,
+      container: c.container,
+      edgeNode,
+      node: c.node,
+      ...what,
+      ...(what.metric === "application" && app ? { series: appSeries(app) } : {}),
+      sampledAt: new Date(sample.ts).toISOString(),
+    };
   }
 
   /**
@@ -560,23 +574,13 @@ export class DecisionEngine {
         continue;
       if (!this.#eligible(c.namespace, c.pod, c.node, edgeNode, policy, now)) return undefined;
       c.armed[metric] = false;
-      this.#inFlight.set(podKey(c.namespace, c.pod), c.node);
-      this.#decidedAt.set(podKey(c.namespace, c.pod), now);
-      return {
-        namespace: c.namespace,
-        pod: c.pod,
-        podUid: c.podUid,
-        container: c.container,
-        edgeNode,
-        node: c.node,
+      return this.#decide(c, edgeNode, policy, sample, now, {
         metric,
         // The newest reading in the window (the deciding sample may have none: k of n).
         value: value(c.points.findLast((p) => value(p) !== undefined) ?? latest) ?? 0,
         threshold: t.trigger,
-        ...(metric === "application" && app ? { series: appSeries(app) } : {}),
         windowSeconds: policy.sustainedWindowSeconds,
-        sampledAt: new Date(sample.ts).toISOString(),
-      };
+      });
     }
     return undefined;
   }

@@ -553,25 +553,9 @@ describe("the way back to the edge (returnToEdge)", () => {
     await createNode(c, EDGE4, { "test.edgeshift.dev/group": "dec-ret" });
     await createNode(c, CLOUD4, { "test.edgeshift.dev/group": "dec-ret-cloud" });
     await createNamespace(c, NS4);
-    await c.custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: "edgenodes",
-      body: {
-        apiVersion: API_VERSION,
-        kind: "EdgeNode",
-        metadata: { name: "dec-ret" },
-        spec: {
-          nodeSelector: { matchLabels: { "test.edgeshift.dev/group": "dec-ret" } },
-          pods: { namespaces: [NS4] },
-          thresholds: { cpu: { triggerPercent: 20 } },
-          samplingIntervalSeconds: 1,
-          sustainedWindowSeconds: WINDOW_S,
-          cloud: { nodeSelector: { matchLabels: { "test.edgeshift.dev/group": "dec-ret-cloud" } } },
-          restorePolicy: "restart",
-          returnToEdge: { cpuPercent: 10, windowSeconds: WINDOW_S, cooldownSeconds: COOLDOWN_S },
-        },
-      },
+    await createEdgeNode("dec-ret", "dec-ret", NS4, {
+      cloud: { nodeSelector: { matchLabels: { "test.edgeshift.dev/group": "dec-ret-cloud" } } },
+      returnToEdge: { cpuPercent: 10, windowSeconds: WINDOW_S, cooldownSeconds: COOLDOWN_S },
     });
   });
 
