@@ -5,6 +5,8 @@ import { labelValueError, matchesLabelSelector } from "../../operator/api/labels
 import { EDGENODE_LABEL, type LabelSelector, type Migration } from "../../operator/api/v1alpha1.ts";
 import { podAdmitsNode } from "../target/choose.ts";
 import {
+  BASE_IMAGES_ANNOTATION,
+  baseImages,
   buildRestorePod,
   HIDDEN_VALUE,
   HOME_NODE_LABEL,
@@ -320,6 +322,8 @@ describe("buildRestorePod (checkpoint policy)", () => {
     expect(p.metadata?.annotations).toEqual({
       "kubectl.kubernetes.io/default-container": "app",
       "prometheus.io/scrape": "true",
+      // The workload image behind the checkpoint image, for the pod's next move.
+      [BASE_IMAGES_ANNOTATION]: JSON.stringify({ app: "registry.local/web:1" }),
     });
   });
 
@@ -524,6 +528,45 @@ describe("buildRestorePod (checkpoint policy)", () => {
     const own = structuredClone(bare);
     delete own.metadata?.labels?.[MIGRATION_POD_LABEL];
     expect(unpinned(own)).toBe(own);
+  });
+
+  it("records the workload images behind its checkpoint images, through every move (baseImages)", () => {
+    expect(baseImages(original())).toEqual({
+      app: "registry.local/web:1",
+      logger: "registry.local/logger:2",
+    });
+    const inCloud = build();
+    expect(inCloud.spec?.containers[0]?.image).toBe(CKPT);
+    expect(baseImages(inCloud)).toEqual({
+      app: "registry.local/web:1",
+      logger: "registry.local/logger:2",
+    });
+    // Moved again (back): still the workload's image, not the first checkpoint image.
+    const again = buildRestorePod({
+      pod: { ...inCloud, spec: { ...inCloud.spec, nodeName: "cloud-a" } } as V1Pod,
+      migration: migration({ direction: "ToEdge" }, "mig-uid-2"),
+      targetNode: "edge-1",
+      policy: "checkpoint",
+      images: { app: "registry.cloud/edgeshift/checkpoints:web-app-2" },
+      hideFromOwner: false,
+    });
+    expect(again.metadata?.annotations?.[BASE_IMAGES_ANNOTATION]).toBe(
+      JSON.stringify({ app: "registry.local/web:1" }),
+    );
+    // Only on a pod a migration made, and only as written.
+    const forged = original();
+    forged.metadata = {
+      ...forged.metadata,
+      annotations: { [BASE_IMAGES_ANNOTATION]: '{"app":"x"}' },
+    };
+    expect(baseImages(forged).app).toBe("registry.local/web:1");
+    const garbled = structuredClone(inCloud);
+    if (garbled.metadata?.annotations) garbled.metadata.annotations[BASE_IMAGES_ANNOTATION] = "{";
+    expect(baseImages(garbled).app).toBe(CKPT);
+    // The restart policy runs the workload's images: nothing to record.
+    expect(build({ policy: "restart", images: {} }).metadata?.annotations).not.toHaveProperty(
+      BASE_IMAGES_ANNOTATION,
+    );
   });
 
   it("turns long migration and node names into valid label values", () => {

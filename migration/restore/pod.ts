@@ -27,6 +27,12 @@ export const HOME_NODE_LABEL = "edgeshift.dev/home-node";
  * carries neither.
  */
 export const RETURN_LABELS = [HOME_NODE_LABEL, EDGENODE_LABEL] as const;
+/**
+ * On a restore pod: its migrated containers' workload images, as JSON
+ * {container: image}. Their image in the spec is a checkpoint image; the next
+ * move (a return, or out again) pre-pulls these onto its target instead.
+ */
+export const BASE_IMAGES_ANNOTATION = "edgeshift.dev/base-images";
 /** The Job controller counts a finished pod only while it carries this finalizer. */
 export const JOB_TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking";
 /** Set by the Deployment controller on its ReplicaSets' selectors and pods. */
@@ -119,6 +125,32 @@ const DROPPED_ANNOTATIONS = new Set([
   "k8s.v1.cni.cncf.io/networks-status",
 ]);
 const DROPPED_ANNOTATION_PREFIXES = ["kubernetes.io/config."];
+
+/**
+ * The workload image each container of `pod` runs: the one recorded when a
+ * migration restored it from a checkpoint image, else its spec's.
+ */
+export function baseImages(pod: V1Pod): Record<string, string> {
+  let recorded: Record<string, unknown> = {};
+  const raw = pod.metadata?.labels?.[MIGRATION_POD_LABEL]
+    ? pod.metadata?.annotations?.[BASE_IMAGES_ANNOTATION]
+    : undefined;
+  if (raw) {
+    try {
+      const v: unknown = JSON.parse(raw);
+      if (v && typeof v === "object" && !Array.isArray(v)) recorded = v as Record<string, unknown>;
+    } catch {
+      // Not ours as written: the spec's images stand.
+    }
+  }
+  const out: Record<string, string> = {};
+  for (const c of pod.spec?.containers ?? []) {
+    const r = recorded[c.name];
+    const image = typeof r === "string" && r !== "" ? r : c.image;
+    if (image) out[c.name] = image;
+  }
+  return out;
+}
 
 /** Whether a pod annotation is set by kubelet or a controller and must not be copied. */
 export function isManagedAnnotation(key: string): boolean {
@@ -402,7 +434,13 @@ export function buildRestorePod(input: RestorePodInput): V1Pod {
   const labels: Record<string, string> = { ...(pod.metadata?.labels ?? {}) };
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries(pod.metadata?.annotations ?? {})) {
-    if (!isManagedAnnotation(k)) annotations[k] = v;
+    if (!isManagedAnnotation(k) && k !== BASE_IMAGES_ANNOTATION) annotations[k] = v;
+  }
+  if (policy === "checkpoint") {
+    // The workload images behind the checkpoint images, for the pod's next move.
+    const base = baseImages(pod);
+    const moved = Object.fromEntries(Object.entries(base).filter(([name]) => migrated.has(name)));
+    annotations[BASE_IMAGES_ANNOTATION] = JSON.stringify(moved);
   }
 
   let ownerReferences = (pod.metadata?.ownerReferences ?? []).map((r) => ({ ...r }));

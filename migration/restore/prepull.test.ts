@@ -1,6 +1,7 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import type { Migration } from "../../operator/api/v1alpha1.ts";
+import { BASE_IMAGES_ANNOTATION, MIGRATION_POD_LABEL } from "./pod.ts";
 import {
   buildPrepullPod,
   nodeHasImages,
@@ -44,6 +45,31 @@ describe("buildPrepullPod", () => {
     expect(p.metadata?.ownerReferences?.[0]).toMatchObject({ kind: "Migration", uid: "m-uid" });
     const sc = p.spec?.containers[0]?.securityContext;
     expect(sc).toMatchObject({ runAsNonRoot: true, allowPrivilegeEscalation: false });
+  });
+
+  it("pulls a restored pod's workload images, not the checkpoint images it runs", () => {
+    const restored: V1Pod = {
+      metadata: {
+        name: "web-1a2b",
+        namespace: "shop",
+        labels: { [MIGRATION_POD_LABEL]: "web-m" },
+        annotations: {
+          [BASE_IMAGES_ANNOTATION]: JSON.stringify({ app: "registry.example/app:1" }),
+        },
+      },
+      spec: {
+        nodeName: "cloud-1",
+        containers: [
+          { name: "app", image: "registry.example/ckpt@sha256:" + "a".repeat(64) },
+          { name: "side", image: "registry.example/side:2" },
+        ],
+      },
+    };
+    const p = buildPrepullPod(restored, migration, ["app", "side"], "edge-1");
+    expect(p.spec?.containers.map((c) => c.image)).toEqual([
+      "registry.example/app:1",
+      "registry.example/side:2",
+    ]);
   });
 
   it("names are DNS labels and differ per migration", () => {

@@ -11,7 +11,7 @@
 import { createHash } from "node:crypto";
 import type { V1Container, V1Node, V1Pod } from "@kubernetes/client-node";
 import type { Migration } from "../../operator/api/v1alpha1.ts";
-import { MIGRATION_POD_LABEL, toLabelValue } from "./pod.ts";
+import { baseImages, MIGRATION_POD_LABEL, toLabelValue } from "./pod.ts";
 
 /** On a pre-pull pod: what it is for, so nothing mistakes it for the workload. */
 export const PREPULL_LABEL = "edgeshift.dev/prepull";
@@ -146,13 +146,18 @@ export function nodeHasImages(node: V1Node | undefined, images: string[]): boole
   return images.every((i) => held.has(normalizeImageRef(i)));
 }
 
-/** The images a pre-pull pod of `original` would pull for `containers`. */
+/**
+ * The images a pre-pull pod of `original` would pull for `containers`: their
+ * workload images (a pod a migration restored runs checkpoint images; the
+ * images behind them are what a restore needs).
+ */
 export function prepullImages(original: V1Pod, containers: string[]): string[] {
+  const base = baseImages(original);
   return [
     ...new Set(
       (original.spec?.containers ?? [])
         .filter((c) => containers.includes(c.name))
-        .map((c) => c.image ?? "")
+        .map((c) => base[c.name] ?? "")
         .filter(Boolean),
     ),
   ];
