@@ -93,9 +93,18 @@ export function checkpointMetadataFromDumps(
     containerName = str(config.name);
   } else {
     engine = "containerd";
-    containerName = a("io.kubernetes.cri.container-name");
     podName = a("io.kubernetes.cri.sandbox-name");
     namespace = a("io.kubernetes.cri.sandbox-namespace");
+    // containerd's CRI names a container <name>_<pod>_<namespace>_<uid>_<attempt>
+    // (none of those can hold "_"). That name first: a container containerd
+    // restored from a checkpoint carries the container-name annotation
+    // "containerd" (2.x's restore passes its own name there), so only this
+    // names it right when it is checkpointed again.
+    const parts = str(config.name)?.split("_") ?? [];
+    containerName =
+      parts.length === 5 && parts[1] === podName && parts[2] === namespace && parts[0]
+        ? parts[0]
+        : a("io.kubernetes.cri.container-name");
   }
   containerName ??= fromKubeletName(str(config.name));
   if (!containerName) {

@@ -204,6 +204,32 @@ describe("checkpointMetadataFromDumps", () => {
     });
   });
 
+  it("names a container containerd restored by its CRI name: its container-name annotation says containerd", () => {
+    // What containerd 2.3.7 writes when it checkpoints a container it had restored from a checkpoint.
+    const spec = JSON.stringify({
+      annotations: {
+        "io.kubernetes.cri.container-name": "containerd",
+        "io.kubernetes.cri.sandbox-name": "web-1a2b3c4d",
+        "io.kubernetes.cri.sandbox-namespace": "shop",
+        restored: "true",
+      },
+    });
+    const config = JSON.stringify({
+      id: "c0ffee",
+      name: "web_web-1a2b3c4d_shop_6f1c0c8e-8d7e-4a59-9f43-0d6b3c1e2a11_0",
+      rootfsImageName: "docker.io/library/node:24-alpine",
+    });
+    expect(checkpointMetadataFromDumps(config, spec)).toMatchObject({
+      containerName: "web",
+      podName: "web-1a2b3c4d",
+      namespace: "shop",
+      baseImage: "docker.io/library/node:24-alpine",
+    });
+    // A CRI name of another pod is not taken for this one's: the annotation stands.
+    const other = JSON.stringify({ name: "web_other_shop_uid_0", rootfsImageName: "x" });
+    expect(checkpointMetadataFromDumps(other, spec).containerName).toBe("containerd");
+  });
+
   it("falls back to the kubelet's k8s_<container>_ name, and refuses an archive without a base image", () => {
     const m = checkpointMetadataFromDumps(CONFIG, JSON.stringify({ annotations: {} }));
     expect(m.containerName).toBe("counter");

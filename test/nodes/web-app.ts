@@ -51,6 +51,9 @@ export function webApp(namespace: string, name: string, node: string, test: stri
       spec: {
         nodeName: node,
         terminationGracePeriodSeconds: 1,
+        // Node.js opens an io_uring for its sockets, which CRIU cannot dump;
+        // containerd's default seccomp profile refuses io_uring_setup (README, Limitations).
+        securityContext: { seccompProfile: { type: "RuntimeDefault" } },
         containers: [
           {
             name: "web",
