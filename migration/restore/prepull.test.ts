@@ -60,7 +60,7 @@ describe("buildPrepullPod", () => {
       spec: {
         nodeName: "cloud-1",
         containers: [
-          { name: "app", image: "registry.example/ckpt@sha256:" + "a".repeat(64) },
+          { name: "app", image: `registry.example/ckpt@sha256:${"a".repeat(64)}` },
           { name: "side", image: "registry.example/side:2" },
         ],
       },

@@ -86,6 +86,16 @@ if [ ! -x "$criu_dir/criu" ] || [ -z "$runc" ]; then
   exit 1
 fi
 
+# runc hands /etc/criu/runc.conf to CRIU. Without skip-in-flight, a connection
+# still in a server's accept queue when CRIU freezes it fails the dump
+# ("In-flight connection (l)"): a readiness probe or a scrape can be one.
+# README, Node requirements. The nodes share the host's /etc.
+mkdir -p /etc/criu
+if ! grep -qx 'skip-in-flight' /etc/criu/runc.conf 2>/dev/null; then
+  echo 'skip-in-flight' >> /etc/criu/runc.conf
+  log "added skip-in-flight to /etc/criu/runc.conf"
+fi
+
 # --- kubelet, kube-proxy ------------------------------------------------------
 # Same technique and flags as build-binaries.sh, in a wrapper module of our own
 # (that script's wrapper may be in use by a build of its own).

@@ -291,7 +291,7 @@ describe("the kubectl-edgeshift package", () => {
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatch(
       new RegExp(
-        `^${MIGRATION}\\s+sensor-a\\s+Succeeded\\s+${NODE}\\s+plgpkg-cloud-1\\s+checkpoint\\s+Manual\\s+10\\.0s\\s+\\d+s$`,
+        `^${MIGRATION}\\s+sensor-a\\s+ToCloud\\s+Succeeded\\s+${NODE}\\s+plgpkg-cloud-1\\s+checkpoint\\s+Manual\\s+10\\.0s\\s+\\d+s$`,
       ),
     );
   });
@@ -406,7 +406,9 @@ describe("the krew release", () => {
 
     const r = await run(kubectl, ["edgeshift", "list", "-n", NS], { env: krewEnv });
     expect(r).toMatchObject({ code: 0, stderr: "" });
-    expect(r.stdout).toMatch(new RegExp(`^${MIGRATION}\\s+sensor-a\\s+Succeeded\\s+`, "m"));
+    expect(r.stdout).toMatch(
+      new RegExp(`^${MIGRATION}\\s+sensor-a\\s+ToCloud\\s+Succeeded\\s+`, "m"),
+    );
   });
 });
 

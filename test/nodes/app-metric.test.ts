@@ -10,8 +10,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ApplicationThreshold, Migration } from "../../operator/api/v1alpha1.ts";
 import { waitUntil } from "../cluster/process.ts";
 import { cleanUp, listMigrations, nodesByRole } from "./moves.ts";
-import { apply, cluster, podReady, waitForPod } from "./support.ts";
-import { loadPod, patchEdgeNode, REQUEST_RATE, sharedEdgeNode, webApp } from "./web-app.ts";
+import { apply, cluster, patchEdgeNode, podReady, sharedEdgeNode, waitForPod } from "./support.ts";
+import { loadPod, REQUEST_RATE, webApp } from "./web-app.ts";
 
 const ID = "appm";
 const NS = () => cluster().appNamespace;

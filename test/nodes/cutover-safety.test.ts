@@ -24,7 +24,10 @@ const ID = "cutsafe";
 const DELETION_COST = "controller.kubernetes.io/pod-deletion-cost";
 const HOLD = "edgeshift-test-hold-reveal";
 const IDLE = "while true; do sleep 1; done";
-const WORK = "while [ ! -f /tmp/done ]; do sleep 0.2; done";
+// The pause after the file appears lets the exec that touched it return
+// before the container ends (the runtime kills what is left in it, and the
+// exec would report 137).
+const WORK = "while [ ! -f /tmp/done ]; do sleep 0.2; done; sleep 2";
 
 const ns = () => cluster().appNamespace;
 const edge = () => cluster().nodes[0]?.name ?? "";

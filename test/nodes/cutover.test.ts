@@ -377,7 +377,11 @@ describe("cutover on real nodes", () => {
         parallelism: 1,
         completions: 1,
         backoffLimit: 0,
-        template: template("cut-batch", "while [ ! -f /tmp/done ]; do sleep 0.2; done", "Never"),
+        template: template(
+          "cut-batch",
+          "while [ ! -f /tmp/done ]; do sleep 0.2; done; sleep 2",
+          "Never",
+        ),
       },
     };
     await apply(job);

@@ -285,7 +285,7 @@ describe("Helm chart on real nodes", () => {
     log(`Migration Succeeded: ${m.status?.restoredPod} runs on ${CLOUD}`);
     // What NOTES say to watch it with.
     expect(await sh(README.migrations)).toMatch(/counter-helm\s+.*Succeeded/);
-    expect(await sh(README.pluginList)).toMatch(/counter-helm\s+counter\s+Succeeded/);
+    expect(await sh(README.pluginList)).toMatch(/counter-helm\s+counter\s+ToCloud\s+Succeeded/);
     expect(await sh(README.pluginStatus)).toContain(edgeNode);
 
     // An upgrade with changed values rolls the operator and keeps it Ready.

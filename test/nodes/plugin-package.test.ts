@@ -96,7 +96,7 @@ describe("the installed kubectl-edgeshift package on real nodes", () => {
     expect(listed).toMatchObject({ code: 0, stderr: "" });
     expect(listed.stdout).toMatch(
       new RegExp(
-        `^${name}\\s+${POD}\\s+Succeeded\\s+${edge}\\s+${cloud}\\s+checkpoint\\s+Manual\\s+`,
+        `^${name}\\s+${POD}\\s+ToCloud\\s+Succeeded\\s+${edge}\\s+${cloud}\\s+checkpoint\\s+Manual\\s+`,
         "m",
       ),
     );

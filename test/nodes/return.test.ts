@@ -18,8 +18,17 @@ import { SYSTEM_NAMESPACE } from "../cluster/bundle.ts";
 import { waitUntil } from "../cluster/process.ts";
 import { awaitEvent, awaitMigration, cleanUp, gone, listMigrations, nodesByRole } from "./moves.ts";
 import { holdCriu, waitForHeldCriu } from "./node-control.ts";
-import { apply, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
-import { loadPod, patchEdgeNode, REQUEST_RATE, served, sharedEdgeNode, webApp } from "./web-app.ts";
+import {
+  apply,
+  clients,
+  cluster,
+  kubectl,
+  patchEdgeNode,
+  podReady,
+  sharedEdgeNode,
+  waitForPod,
+} from "./support.ts";
+import { loadPod, REQUEST_RATE, served, webApp } from "./web-app.ts";
 
 const ID = "ret";
 const NS = () => cluster().appNamespace;

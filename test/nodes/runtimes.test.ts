@@ -11,13 +11,7 @@ import { join } from "node:path";
 import { BatchV1Api, type V1Pod, type V1PodSpec } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CheckpointError, checkpoint } from "../../migration/kubelet/client.ts";
-import {
-  EDGENODE_PLURAL,
-  type EdgeNode,
-  GROUP,
-  type NodeRuntimeStatus,
-  VERSION,
-} from "../../operator/api/v1alpha1.ts";
+import type { EdgeNode, NodeRuntimeStatus } from "../../operator/api/v1alpha1.ts";
 import { agentName } from "../../operator/edgenode/agent.ts";
 import { CHECKPOINT_RESTORE_ANNOTATION } from "../../operator/edgenode/preflight.ts";
 import { SYSTEM_NAMESPACE } from "../cluster/bundle.ts";
@@ -26,7 +20,15 @@ import { waitUntil } from "../cluster/process.ts";
 import { RUNTIME_TEST_TAINT } from "./global-setup.ts";
 import { awaitMigration, cleanUp, createMigration, logOf } from "./moves.ts";
 import { reachFromHost } from "./node-control.ts";
-import { apply, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
+import {
+  apply,
+  clients,
+  cluster,
+  kubectl,
+  podReady,
+  sharedEdgeNode,
+  waitForPod,
+} from "./support.ts";
 
 const ID = "runtimes";
 const ns = () => cluster().appNamespace;
@@ -78,21 +80,12 @@ function pod(name: string, node: string, script: string, tolerate = false): obje
   };
 }
 
-async function edgeNode(): Promise<EdgeNode> {
-  return (await clients().custom.getClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: EDGENODE_PLURAL,
-    name: cluster().edgeNode,
-  })) as EdgeNode;
-}
-
 /** Waits until the EdgeNode's status satisfies `ok` (the operator reconciles on every Node change). */
 function edgeNodeWhere(what: string, ok: (en: EdgeNode) => boolean): Promise<EdgeNode> {
   return waitUntil(
     `EdgeNode status: ${what}`,
     async () => {
-      const en = await edgeNode();
+      const en = await sharedEdgeNode();
       return ok(en) ? en : undefined;
     },
     { timeoutMs: 60_000, intervalMs: 250 },

@@ -3,6 +3,7 @@
 import { CoreV1Api, CustomObjectsApi, KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { inject } from "vitest";
 import { stringify } from "yaml";
+import { EDGENODE_PLURAL, type EdgeNode, GROUP, VERSION } from "../../operator/api/v1alpha1.ts";
 import { kubectlRunner } from "../cluster/bundle.ts";
 import { waitUntil } from "../cluster/process.ts";
 
@@ -79,4 +80,34 @@ export function busyboxPod(
       ],
     },
   };
+}
+
+/** The EdgeNode the global setup applied, as the API server has it now. */
+export async function sharedEdgeNode(): Promise<EdgeNode> {
+  return (await clients().custom.getClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: EDGENODE_PLURAL,
+    name: cluster().edgeNode,
+  })) as EdgeNode;
+}
+
+/** JSON-patches the shared EdgeNode's spec; resolves once the operator has seen the change. */
+export async function patchEdgeNode(ops: object[]): Promise<void> {
+  if (ops.length === 0) return;
+  await clients().custom.patchClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: EDGENODE_PLURAL,
+    name: cluster().edgeNode,
+    body: ops,
+  });
+  await waitUntil(
+    "the operator to see the EdgeNode's change",
+    async () => {
+      const en = await sharedEdgeNode();
+      return en.status?.observedGeneration === en.metadata.generation ? true : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
 }

@@ -1,17 +1,9 @@
 // The small web application of our own that the application-metric and
 // return tests run on real nodes: it counts the requests it serves, in memory
 // (the state a checkpoint moves), and exposes the count on /metrics. A load
-// generator sends requests through its Service; the shared EdgeNode is patched
-// for each test and restored after it.
-import {
-  type ApplicationThreshold,
-  EDGENODE_PLURAL,
-  type EdgeNode,
-  GROUP,
-  VERSION,
-} from "../../operator/api/v1alpha1.ts";
-import { waitUntil } from "../cluster/process.ts";
-import { clients, cluster, kubectl } from "./support.ts";
+// generator sends requests through its Service.
+import type { ApplicationThreshold } from "../../operator/api/v1alpha1.ts";
+import { kubectl } from "./support.ts";
 
 export const WEB_PORT = 8080;
 
@@ -132,33 +124,4 @@ export async function served(namespace: string, pod: string): Promise<number> {
   const m = text.match(/^web_requests_total\{path="\/"\} (\d+)$/m);
   if (!m) throw new Error(`no request count in ${JSON.stringify(text)}`);
   return Number(m[1]);
-}
-
-export async function sharedEdgeNode(): Promise<EdgeNode> {
-  return (await clients().custom.getClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: EDGENODE_PLURAL,
-    name: cluster().edgeNode,
-  })) as EdgeNode;
-}
-
-/** JSON-patches the shared EdgeNode's spec; resolves once the operator has seen the change. */
-export async function patchEdgeNode(ops: object[]): Promise<void> {
-  if (ops.length === 0) return;
-  await clients().custom.patchClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: EDGENODE_PLURAL,
-    name: cluster().edgeNode,
-    body: ops,
-  });
-  await waitUntil(
-    "the operator to see the EdgeNode's change",
-    async () => {
-      const en = await sharedEdgeNode();
-      return en.status?.observedGeneration === en.metadata.generation ? true : undefined;
-    },
-    { timeoutMs: 30_000, intervalMs: 200 },
-  );
 }
