@@ -1,6 +1,6 @@
 // The wire format between a monitor and the operator. Pure: no I/O, no clock
 // (callers pass `now`), so both sides and the tests share exactly one definition.
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, type KeyObject, timingSafeEqual } from "node:crypto";
 
 export const PROTOCOL_VERSION = 1;
 export const SUBJECT_PREFIX = "edgeshift.metrics";
@@ -67,7 +67,10 @@ export const DROP_REASONS: readonly DropReason[] = [
 export type VerifyResult = { ok: true; sample: SignedSample } | { ok: false; reason: DropReason };
 
 /** Returns the signing key of a monitor, or undefined when the pod is not one we monitor. */
-export type KeyLookup = (id: MonitorIdentity) => Uint8Array | undefined;
+/** A monitor's key: raw bytes, or a KeyObject (cheaper to use per message: operator/monitor/keys.ts). */
+export type MonitorKey = Uint8Array | KeyObject;
+
+export type KeyLookup = (id: MonitorIdentity) => MonitorKey | undefined;
 
 /** Last accepted position per monitor, keyed by `monitorId`. Owned by the receiver. */
 export type ReplayState = Map<string, { boot: number; seq: number; ts: number }>;
@@ -155,11 +158,11 @@ export function canonicalSample(sample: Sample): Uint8Array {
   return encoder.encode(JSON.stringify(signedFields(sample).map((f) => sample[f] ?? null)));
 }
 
-function hmac(sample: Sample, key: Uint8Array): Buffer {
+function hmac(sample: Sample, key: MonitorKey): Buffer {
   return createHmac("sha256", key).update(canonicalSample(sample)).digest();
 }
 
-export function signSample(sample: Sample, key: Uint8Array): SignedSample {
+export function signSample(sample: Sample, key: MonitorKey): SignedSample {
   const unsigned = Object.fromEntries(
     signedFields(sample)
       .filter((f) => sample[f] !== undefined)
@@ -235,7 +238,7 @@ export function decodeAndVerify(
     return { ok: false, reason: "malformed" };
   }
 
-  let key: Uint8Array | undefined;
+  let key: MonitorKey | undefined;
   try {
     key = keyLookup(sample);
   } catch {

@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import type { CustomObjectsApi, KubeConfig, V1Node } from "@kubernetes/client-node";
 import type { NatsConnection } from "nats";
 import type { Logger } from "pino";
@@ -35,7 +36,7 @@ import { isConflict, isNotFound } from "../kube/patch.ts";
 import { parseQuantity } from "../kube/quantity.ts";
 import { MetricsSubscriber } from "../metrics/subscriber.ts";
 import { expiredMigrations, type HistoryPolicy } from "../migration/history.ts";
-import { monitorKey } from "../monitor/keys.ts";
+import { MonitorKeys } from "../monitor/keys.ts";
 import { type Decision, DecisionEngine, nextMigrationName } from "./engine.ts";
 
 /** How long a fresh decision may take to show up as a Migration in the informer. */
@@ -93,6 +94,8 @@ export class DecisionController {
   /** Per pod uid: why it could not return, last said (an Event only when it changes). */
   private readonly deferred = new Map<string, string>();
   private readonly subscriber: MetricsSubscriber;
+  /** Verification keys, derived once per monitor; pruned with the pods that went. */
+  private readonly keys: MonitorKeys;
   readonly migrations: SupervisedInformer<Migration>;
   private readonly finished = new Set<string>();
   private readonly decisions: Counter<"metric" | "result">;
@@ -117,6 +120,7 @@ export class DecisionController {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     this.log = deps.log.child({ controller: "decision" });
+    this.keys = new MonitorKeys(deps.signingKey);
     this.decisions = new Counter({
       name: "edgeshift_decisions_total",
       help: "Migrations the decision engine asked for, by metric and result of creating them",
@@ -244,11 +248,16 @@ export class DecisionController {
   }
 
   /** Only a monitored pod on a watched edge node, with the same UID, has a key. */
-  private keyFor(id: MonitorIdentity): Uint8Array | undefined {
+  private keyFor(id: MonitorIdentity): KeyObject | undefined {
+    if (!this.monitors(id)) return undefined;
+    return this.keys.get(id);
+  }
+
+  /** Whether `id` is a monitor of a pod the EdgeNodes watch now, container and all. */
+  private monitors(id: MonitorIdentity): boolean {
     const found = this.deps.edgeNodes.monitoredPod(id.node, id.namespace, id.pod);
-    if (!found || found.pod.metadata?.uid !== id.podUid) return undefined;
-    if (!found.pod.spec?.containers?.some((c) => c.name === id.container)) return undefined;
-    return monitorKey(this.deps.signingKey, id.podUid, id.container);
+    if (!found || found.pod.metadata?.uid !== id.podUid) return false;
+    return found.pod.spec?.containers?.some((c) => c.name === id.container) ?? false;
   }
 
   private onSample(s: SignedSample, at: number): void {
@@ -475,6 +484,7 @@ export class DecisionController {
       const [namespace = "", pod = ""] = key.split("/");
       this.subscriber.forgetPod(namespace, pod);
     }
+    this.keys.prune((id) => this.monitors(id));
   }
 
   /** Deletes finished Migrations past their retention (see operator/migration/history.ts). */

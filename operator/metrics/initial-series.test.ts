@@ -106,6 +106,7 @@ describe("series at 0 from the start", () => {
       kubeConfig: new KubeConfig(),
       registry,
       log: pino({ level: "silent" }),
+      signingKey: Buffer.alloc(32),
     } as unknown as DecisionControllerDeps);
     const s = await samples(registry);
     for (const metric of Object.values(Metric)) {

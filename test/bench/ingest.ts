@@ -11,7 +11,7 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { DecisionEngine } from "../../operator/decision/engine.ts";
 import { MetricsSubscriber } from "../../operator/metrics/subscriber.ts";
-import { monitorKey } from "../../operator/monitor/keys.ts";
+import { MonitorKeys } from "../../operator/monitor/keys.ts";
 import { startNats } from "../support/nats-server.ts";
 import { repoRoot } from "../support/operator.ts";
 
@@ -52,15 +52,15 @@ export async function runIngest(pods: number, seconds: number): Promise<IngestRe
       Array.from({ length: nodes }, (_, i) => [`edge-${i}`, { cpuCores: 4, memoryBytes: 8e9 }]),
     ),
   });
+  const keys = new MonitorKeys(master);
   const latencies: number[] = [];
   let handled = 0;
   const registry = new Registry();
   const sub = new MetricsSubscriber({
     nc,
     registry,
-    // As the operator does: derive the key for a known pod.
-    keyLookup: (id) =>
-      id.namespace === "bench" ? monitorKey(master, id.podUid, id.container) : undefined,
+    // As the operator does: the key of a known pod, derived once (operator/monitor/keys.ts).
+    keyLookup: (id) => (id.namespace === "bench" ? keys.get(id) : undefined),
     onSample: (s, at) => {
       engine.observe(s, at);
       handled++;
