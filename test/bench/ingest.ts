@@ -9,11 +9,11 @@ import { promisify } from "node:util";
 import { connect } from "nats";
 import { pino } from "pino";
 import { Registry } from "prom-client";
-import { DecisionEngine } from "../../operator/decision/engine.ts";
 import { MetricsSubscriber } from "../../operator/metrics/subscriber.ts";
 import { MonitorKeys } from "../../operator/monitor/keys.ts";
 import { startNats } from "../support/nats-server.ts";
 import { repoRoot } from "../support/operator.ts";
+import { benchEngine } from "./samples.ts";
 
 const run = promisify(execFile);
 
@@ -39,19 +39,8 @@ export async function runIngest(pods: number, seconds: number): Promise<IngestRe
   const nats = await startNats("bench-nats");
   const master = randomBytes(32);
   const nc = await connect({ servers: nats.url });
-  const engine = new DecisionEngine();
   const nodes = 100;
-  engine.configure("bench", {
-    samplingIntervalSeconds: 1,
-    sustainedWindowSeconds: 10,
-    breachPercent: 80,
-    cooldownSeconds: 300,
-    maxConcurrentMigrations: 1,
-    thresholds: { cpu: { triggerPercent: 80 }, memory: { triggerPercent: 90 } },
-    nodes: Object.fromEntries(
-      Array.from({ length: nodes }, (_, i) => [`edge-${i}`, { cpuCores: 4, memoryBytes: 8e9 }]),
-    ),
-  });
+  const engine = benchEngine(nodes);
   const keys = new MonitorKeys(master);
   const latencies: number[] = [];
   let handled = 0;

@@ -4,6 +4,7 @@
 import { connect } from "nats";
 import { monitorKey } from "../../operator/monitor/keys.ts";
 import { encodeSample, signSample, subjectFor } from "../../sidecar/protocol.ts";
+import { benchMonitor, benchSample } from "./samples.ts";
 
 const [natsUrl = "", podsArg = "1000", secondsArg = "10", nodesArg = "100"] = process.argv.slice(2);
 const pods = Number(podsArg);
@@ -13,13 +14,7 @@ const master = Buffer.from(process.env.BENCH_MASTER_KEY ?? "", "hex");
 const nc = await connect({ servers: natsUrl });
 
 const monitors = Array.from({ length: pods }, (_, i) => {
-  const id = {
-    node: `edge-${i % nodes}`,
-    namespace: "bench",
-    pod: `pod-${i}`,
-    podUid: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
-    container: "app",
-  };
+  const id = benchMonitor(i, nodes);
   return {
     id,
     subject: subjectFor(id.node, id.namespace, id.pod, id.container),
@@ -39,23 +34,7 @@ while (Date.now() - started < seconds * 1000) {
     const m = monitors[next] as (typeof monitors)[number];
     next = (next + 1) % pods;
     m.seq++;
-    const sample = signSample(
-      {
-        v: 1,
-        ...m.id,
-        boot: 1,
-        seq: m.seq,
-        ts: Date.now(),
-        intervalMs: 1000,
-        cpuCores: 0.2,
-        cpuLimitCores: 1,
-        cpuPercent: 20,
-        memoryBytes: 50e6,
-        memoryLimitBytes: 256e6,
-        memoryPercent: 19.5,
-      },
-      m.key,
-    );
+    const sample = signSample(benchSample(m.id, m.seq, Date.now()), m.key);
     nc.publish(m.subject, encodeSample(sample));
     sent++;
   }

@@ -7,10 +7,10 @@
 import { randomBytes } from "node:crypto";
 import { pino } from "pino";
 import { Registry } from "prom-client";
-import { DecisionEngine } from "../../operator/decision/engine.ts";
 import { MetricsSubscriber } from "../../operator/metrics/subscriber.ts";
 import { MonitorKeys, monitorKey } from "../../operator/monitor/keys.ts";
 import { encodeSample, type KeyLookup, signSample, subjectFor } from "../../sidecar/protocol.ts";
+import { benchEngine, benchMonitor, benchSample } from "./samples.ts";
 
 export interface VerifyResult {
   way: string;
@@ -43,28 +43,9 @@ export function runVerifyBench(rounds = 5): VerifyResult[] {
     const ts = Date.now();
     const signed = (seq: number) =>
       Array.from({ length: PODS }, (_, i) => {
-        const id = {
-          node: `edge-${i % 100}`,
-          namespace: "bench",
-          pod: `pod-${i}`,
-          podUid: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
-          container: "app",
-        };
+        const id = benchMonitor(i, 100);
         const sample = signSample(
-          {
-            v: 1,
-            ...id,
-            boot: 1,
-            seq,
-            ts,
-            intervalMs: 1000,
-            cpuCores: 0.2,
-            cpuLimitCores: 1,
-            cpuPercent: 20,
-            memoryBytes: 50e6,
-            memoryLimitBytes: 256e6,
-            memoryPercent: 19.5,
-          },
+          benchSample(id, seq, ts),
           monitorKey(master, id.podUid, id.container),
         );
         return {
@@ -75,16 +56,7 @@ export function runVerifyBench(rounds = 5): VerifyResult[] {
     const passes = [signed(1), signed(2)];
     for (let w = 0; w < ways.length; w++) {
       const [, lookup] = ways[w] as (typeof ways)[number];
-      const engine = new DecisionEngine();
-      engine.configure("bench", {
-        samplingIntervalSeconds: 1,
-        sustainedWindowSeconds: 10,
-        breachPercent: 80,
-        cooldownSeconds: 300,
-        maxConcurrentMigrations: 1,
-        thresholds: { cpu: { triggerPercent: 80 }, memory: { triggerPercent: 90 } },
-        nodes: {},
-      });
+      const engine = benchEngine(100);
       let ok = 0;
       const sub = new MetricsSubscriber({
         nc: undefined as never,
