@@ -24,6 +24,7 @@ import {
   agentPod,
   archivesOn,
   containerId,
+  criuDumpErrors,
   freezeContainer,
   holdCriu,
   node,
@@ -323,7 +324,8 @@ describe("end to end on real nodes", () => {
   it("fails the Migration when CRIU refuses a damaged checkpoint, leaving the original running and advancing", async () => {
     const ns = NS();
     const { edge } = nodesByRole();
-    current = { id: "damaged", migrations: ["damaged"] };
+    const made = { id: "damaged", migrations: ["damaged"] };
+    current = made;
     // A counter holding 200 MB: its archive is written for a while after CRIU.
     const hog = pod(
       "damaged",
@@ -341,30 +343,47 @@ describe("end to end on real nodes", () => {
     });
     const uid = (await clients().core.readNamespacedPod({ namespace: ns, name: "damaged" }))
       .metadata?.uid;
-    const agent = await agentPod(edge);
-    const agentId = containerId(agent, "agent");
     // CRIU is held before it starts: the agent waits inside the kubelet's call.
     // Frozen, it cannot read the archive until the test has damaged it the way a
     // bad disk or a tampered node would: CRIU's inventory overwritten, the tar still whole.
-    const release = await holdCriu(edge);
-    try {
-      await createMigration(ns, "damaged", { podName: "damaged", fallbackToRestart: false });
-      await waitForHeldCriu(edge);
-      await freezeContainer(agentId, true);
-    } finally {
-      await release();
-    }
-    try {
-      const archive = await waitUntil(
-        "the kubelet's archive",
-        async () => (await archivesOn(edge, ns, "damaged"))[0],
-        { timeoutMs: 60_000, intervalMs: 50 },
+    const damage = async (name: string): Promise<boolean> => {
+      const agentId = containerId(await agentPod(edge), "agent");
+      const release = await holdCriu(edge);
+      try {
+        await createMigration(ns, name, { podName: "damaged", fallbackToRestart: false });
+        await waitForHeldCriu(edge);
+        await freezeContainer(agentId, true);
+      } finally {
+        await release();
+      }
+      try {
+        const archive = await waitUntil(
+          "the kubelet's archive",
+          async () => (await archivesOn(edge, ns, "damaged"))[0],
+          { timeoutMs: 60_000, intervalMs: 50 },
+        ).catch(() => undefined);
+        if (!archive) return false;
+        await overwriteMember(join(node(edge).checkpointDir, archive), "checkpoint/inventory.img");
+        return true;
+      } finally {
+        await freezeContainer(agentId, false);
+      }
+    };
+    // The dump itself failing is the runtime's, not what this test is about (seen
+    // once in CI: no archive within 60 s). Its cause is printed, and the test
+    // damages a second checkpoint; a second failed dump fails the test.
+    let name = "damaged";
+    if (!(await damage(name))) {
+      const first = await awaitMigration(ns, name);
+      console.log(
+        `[measure] damaged checkpoint: no archive, the dump failed: ${first.status?.failureReason}: ${first.status?.message}; CRIU: ${await criuDumpErrors(edge, first.status?.message)}`,
       );
-      await overwriteMember(join(node(edge).checkpointDir, archive), "checkpoint/inventory.img");
-    } finally {
-      await freezeContainer(agentId, false);
+      expect(first.status?.failureReason).toBe("CheckpointFailed");
+      name = "damaged-again";
+      made.migrations.push(name);
+      expect(await damage(name), "the second dump made no archive either").toBe(true);
     }
-    const m = await awaitMigration(ns, "damaged");
+    const m = await awaitMigration(ns, name);
     console.log(`[measure] damaged checkpoint: ${m.status?.failureReason}: ${m.status?.message}`);
     expect(m.status?.phase).toBe("Failed");
     expect(m.status?.failureReason).toBe("RestoreFailed");

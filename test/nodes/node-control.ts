@@ -376,3 +376,20 @@ export async function waitForCriu(nodeName: string, timeoutMs = 60_000): Promise
     { timeoutMs, intervalMs: 1 },
   );
 }
+
+/**
+ * CRIU's own errors for a failed checkpoint on `nodeName`: containerd passes on
+ * only its dump log's path (in a Migration's message), and the log is on the node.
+ */
+export async function criuDumpErrors(
+  nodeName: string,
+  message: string | undefined,
+): Promise<string> {
+  const path = /path= (\S+criu-dump\.log)/.exec(message ?? "")?.[1];
+  const a = cluster().nodes.find((n) => n.name === nodeName);
+  if (!path || !a) return "(no dump log named)";
+  return nodeHandle(a)
+    .exec(["sh", "-c", `grep -E 'Error|Warn' "${path}" | grep -v RLIMIT_NOFILE | head -n 8`])
+    .then((r) => r.stdout.trim())
+    .catch(() => "(the dump log is gone)");
+}

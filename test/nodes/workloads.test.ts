@@ -16,6 +16,7 @@ import {
   nodesByRole,
   podsOf,
 } from "./moves.ts";
+import { criuDumpErrors } from "./node-control.ts";
 import { apply, clients, cluster, kubectl, podReady, waitForPod } from "./support.ts";
 
 const NS = () => cluster().appNamespace;
@@ -521,17 +522,6 @@ function replies(log: string): Reply[] {
     .map((m) => ({ conn: Number(m[1]), tok: m[2] ?? "", n: Number(m[3]), addr: m[4] ?? "" }));
 }
 
-/** CRIU's own errors for a failed checkpoint: containerd passes on only its dump log's path. */
-async function criuErrors(m: { status?: { message?: string } }): Promise<string> {
-  const path = /path= (\S+criu-dump\.log)/.exec(m.status?.message ?? "")?.[1];
-  const edgeNode = cluster().nodes.find((n) => n.name === nodesByRole().edge);
-  if (!path || !edgeNode) return "(no dump log named)";
-  return nodeHandle(edgeNode)
-    .exec(["sh", "-c", `grep -E 'Error|Warn' "${path}" | grep -v RLIMIT_NOFILE | head -n 8`])
-    .then((r) => r.stdout.trim())
-    .catch(() => "(the dump log is gone)");
-}
-
 describe("a TCP server with a client connected through its Service", () => {
   it("cannot be checkpointed while a connection is open (the original serves on), moves with its memory once none is, and new connections reach the restored pod", async () => {
     const { edge, cloud } = nodesByRole();
@@ -589,7 +579,7 @@ describe("a TCP server with a client connected through its Service", () => {
     expect(failed.status?.phase).toBe("Failed");
     expect(failed.status?.failureReason).toBe("CheckpointFailed");
     expect(failed.status?.message).toMatch(/criu failed/);
-    const why = await criuErrors(failed);
+    const why = await criuDumpErrors(nodesByRole().edge, failed.status?.message);
     console.log(`[measure] tcp, connection open, CRIU's dump log: ${why}`);
     expect(why).toMatch(/Connected TCP socket, consider using --tcp-established option/);
     const seen = (await repliesOf("tcp-client")).length;
@@ -607,7 +597,9 @@ describe("a TCP server with a client connected through its Service", () => {
     await createMigration(NS(), "tcp-idle", { podName: "tcp-echo", fallbackToRestart: false });
     const moved = await awaitMigration(NS(), "tcp-idle");
     if (moved.status?.phase !== "Succeeded")
-      console.log(`[measure] tcp, no connection, CRIU's dump log: ${await criuErrors(moved)}`);
+      console.log(
+        `[measure] tcp, no connection, CRIU's dump log: ${await criuDumpErrors(nodesByRole().edge, moved.status?.message)}`,
+      );
     expect(moved.status?.phase, `${moved.status?.failureReason}: ${moved.status?.message}`).toBe(
       "Succeeded",
     );
