@@ -66,10 +66,10 @@ export const DROP_REASONS: readonly DropReason[] = [
 
 export type VerifyResult = { ok: true; sample: SignedSample } | { ok: false; reason: DropReason };
 
-/** Returns the signing key of a monitor, or undefined when the pod is not one we monitor. */
 /** A monitor's key: raw bytes, or a KeyObject (cheaper to use per message: operator/monitor/keys.ts). */
 export type MonitorKey = Uint8Array | KeyObject;
 
+/** Returns the signing key of a monitor, or undefined when the pod is not one we monitor. */
 export type KeyLookup = (id: MonitorIdentity) => MonitorKey | undefined;
 
 /** Last accepted position per monitor, keyed by `monitorId`. Owned by the receiver. */

@@ -12,7 +12,7 @@ import { MonitorKeys, monitorKey } from "../../operator/monitor/keys.ts";
 import { encodeSample, type KeyLookup, signSample, subjectFor } from "../../sidecar/protocol.ts";
 import { benchEngine, benchMonitor, benchSample } from "./samples.ts";
 
-export interface VerifyResult {
+export interface VerifyBenchResult {
   way: string;
   /** Median over the rounds, µs of CPU per sample. */
   usPerSample: number;
@@ -21,7 +21,7 @@ export interface VerifyResult {
 
 const PODS = 10_000;
 
-export function runVerifyBench(rounds = 5): VerifyResult[] {
+export function runVerifyBench(rounds = 5): VerifyBenchResult[] {
   const master = randomBytes(32);
   const ways: [string, () => KeyLookup][] = [
     [
